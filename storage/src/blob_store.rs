@@ -1,0 +1,63 @@
+//! The `BlobStore` trait: an object store shaped interface that the filesystem,
+//! the in-memory store and cloud object stores can all implement.
+
+use crate::error::Result;
+use crate::key::ObjectKey;
+use crate::StorageError;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+/// A stream of bytes going into or out of a store.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
+
+/// What a store knows about one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+}
+
+/// A byte range `start..end` (end exclusive) that lies inside an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// An object store. Keys come from [`ObjectKey`]; values are immutable once put.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The backend's name, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Writes `body` to `key` atomically and durably: once this returns `Ok`, the
+    /// object survives a crash, and readers never see a partial object. If the
+    /// body stream fails, nothing is written. Returns the number of bytes written.
+    async fn put(&self, key: &ObjectKey, body: ByteStream) -> Result<u64>;
+
+    /// Streams the object, or the given range of it. A range reaching past the
+    /// end of the object is `InvalidRange`; a missing object is `NotFound`.
+    async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> Result<ByteStream>;
+
+    /// The object's metadata, or `NotFound`.
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta>;
+
+    /// Removes the object. Deleting a missing object succeeds.
+    async fn delete(&self, key: &ObjectKey) -> Result<()>;
+
+    /// Every object whose key starts with `prefix`, in key order.
+    async fn list(&self, prefix: &ObjectKey) -> Result<Vec<(ObjectKey, ObjectMeta)>>;
+
+    /// Moves `from` to `to`, replacing `to` if present. Readers of `to` see the
+    /// old or the new object, never a partial one. `NotFound` if `from` is missing.
+    async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()>;
+}

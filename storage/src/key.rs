@@ -1,0 +1,87 @@
+//! The object layout. Only this file builds object keys:
+//!
+//! ```text
+//! blobs/<algorithm>/<first two hex>/<hex>      a blob, written once, never modified
+//! uploads/<uuid>/<offset, 20 digits>           one staged part of an upload, starting at offset
+//! ```
+
+use crate::digest::Digest;
+use std::fmt;
+
+/// A key in the blob store. Always relative, `/`-separated, with no `.` or `..` components.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// The content address of a blob.
+    pub fn blob(digest: &Digest) -> Self {
+        let hex = digest.hex();
+        ObjectKey(format!(
+            "blobs/{}/{}/{}",
+            digest.algorithm().name(),
+            &hex[..2],
+            hex
+        ))
+    }
+
+    /// The folder holding every staged part of one upload.
+    pub fn upload_prefix(upload: &uuid::Uuid) -> Self {
+        ObjectKey(format!("uploads/{upload}/"))
+    }
+
+    /// The staged part of an upload that starts at `offset`.
+    pub fn upload_part(upload: &uuid::Uuid, offset: u64) -> Self {
+        ObjectKey(format!("uploads/{upload}/{offset:020}"))
+    }
+
+    /// The start offset of an upload part key made by [`ObjectKey::upload_part`].
+    pub fn part_offset(&self) -> Option<u64> {
+        let (prefix, last) = self.0.rsplit_once('/')?;
+        if !prefix.starts_with("uploads/") || last.len() != 20 {
+            return None;
+        }
+        last.parse().ok()
+    }
+
+    /// Rebuilds a key that a backend listed. Refuses anything that could escape the store's root.
+    pub fn from_listing(raw: &str) -> Option<Self> {
+        let valid = !raw.is_empty()
+            && !raw.starts_with('/')
+            && raw
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        valid.then(|| ObjectKey(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let d = Digest::sha256_of(b"x");
+        let key = ObjectKey::blob(&d);
+        assert_eq!(
+            key.as_str(),
+            format!("blobs/sha256/{}/{}", &d.hex()[..2], d.hex())
+        );
+        let id = uuid::Uuid::nil();
+        let part = ObjectKey::upload_part(&id, 42);
+        assert!(part.as_str().starts_with(ObjectKey::upload_prefix(&id).as_str()));
+        assert_eq!(part.part_offset(), Some(42));
+        assert_eq!(key.part_offset(), None);
+        assert!(ObjectKey::from_listing("a/../b").is_none());
+        assert!(ObjectKey::from_listing("/abs").is_none());
+    }
+}

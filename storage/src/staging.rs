@@ -1,0 +1,162 @@
+//! Upload staging on top of any [`BlobStore`].
+//!
+//! Each PATCH of an upload is stored as its own object, named by the offset it
+//! starts at (`uploads/<uuid>/<offset>`). Parts are immutable objects, so this
+//! works the same on a filesystem and on an object store that has no append.
+//! Commit moves a single part to the blob's content address (a rename, no copy:
+//! the common case, since docker streams a layer in one PATCH) or concatenates
+//! several parts into it, and is a no-op when the content address already exists.
+
+use crate::blob_store::{BlobStore, ByteStream};
+use crate::digest::Digest;
+use crate::error::{ErrorKind, Result, StorageError};
+use crate::key::ObjectKey;
+use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// One staged part of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub key: ObjectKey,
+    pub offset: u64,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Staging {
+    store: Arc<dyn BlobStore>,
+}
+
+impl Staging {
+    pub fn new(store: Arc<dyn BlobStore>) -> Self {
+        Staging { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn BlobStore> {
+        &self.store
+    }
+
+    /// Stores `body` as the part starting at `offset`; returns its length.
+    pub async fn write_part(&self, upload: &Uuid, offset: u64, body: ByteStream) -> Result<u64> {
+        self.store
+            .put(&ObjectKey::upload_part(upload, offset), body)
+            .await
+    }
+
+    /// The upload's parts in offset order. Parts must tile the upload from 0
+    /// without gaps or overlaps; anything else is reported as `Internal`.
+    pub async fn parts(&self, upload: &Uuid) -> Result<Vec<Part>> {
+        let listed = self.store.list(&ObjectKey::upload_prefix(upload)).await?;
+        let mut parts: Vec<Part> = listed
+            .into_iter()
+            .filter_map(|(key, meta)| {
+                let offset = key.part_offset()?;
+                Some(Part {
+                    key,
+                    offset,
+                    size: meta.size,
+                })
+            })
+            .filter(|p| p.size > 0)
+            .collect();
+        parts.sort_by_key(|p| p.offset);
+        let mut expected = 0;
+        for part in &parts {
+            if part.offset != expected {
+                return Err(StorageError::new(
+                    ErrorKind::Internal,
+                    format!("upload {upload}: part at {} but expected {expected}", part.offset),
+                ));
+            }
+            expected += part.size;
+        }
+        Ok(parts)
+    }
+
+    /// The bytes of `parts`, in order, as one stream.
+    pub fn read_parts(&self, parts: Vec<Part>) -> ByteStream {
+        let store = self.store.clone();
+        futures::stream::iter(parts)
+            .then(move |part| {
+                let store = store.clone();
+                async move { store.get(&part.key, None).await }
+            })
+            .try_flatten()
+            .boxed()
+    }
+
+    /// Moves the upload's bytes to the content address of `digest` and removes
+    /// the staged parts. The caller has verified that `parts` hash to `digest`.
+    pub async fn commit(&self, upload: &Uuid, parts: Vec<Part>, digest: &Digest) -> Result<()> {
+        let target = ObjectKey::blob(digest);
+        match self.store.head(&target).await {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => match parts.as_slice() {
+                [single] => self.store.rename(&single.key, &target).await?,
+                _ => {
+                    self.store.put(&target, self.read_parts(parts)).await?;
+                }
+            },
+            Err(e) => return Err(e),
+        }
+        self.discard(upload).await
+    }
+
+    /// Removes every staged part of the upload.
+    pub async fn discard(&self, upload: &Uuid) -> Result<()> {
+        for (key, _) in self.store.list(&ObjectKey::upload_prefix(upload)).await? {
+            self.store.delete(&key).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::memory::MemoryStore;
+    use bytes::Bytes;
+
+    fn body(data: &'static [u8]) -> ByteStream {
+        futures::stream::once(async move { Ok(Bytes::from_static(data)) }).boxed()
+    }
+
+    async fn read(store: &dyn BlobStore, key: &ObjectKey) -> Vec<u8> {
+        let chunks: Vec<Bytes> = store.get(key, None).await.unwrap().try_collect().await.unwrap();
+        chunks.concat()
+    }
+
+    #[tokio::test]
+    async fn commits_many_parts_by_concatenation_and_one_by_rename() {
+        let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::default());
+        let staging = Staging::new(store.clone());
+        let id = Uuid::new_v4();
+        staging.write_part(&id, 0, body(b"hello ")).await.unwrap();
+        staging.write_part(&id, 6, body(b"world")).await.unwrap();
+        let parts = staging.parts(&id).await.unwrap();
+        assert_eq!(parts.len(), 2);
+        let digest = Digest::sha256_of(b"hello world");
+        staging.commit(&id, parts, &digest).await.unwrap();
+        assert_eq!(read(&*store, &ObjectKey::blob(&digest)).await, b"hello world");
+        assert!(staging.parts(&id).await.unwrap().is_empty());
+
+        let single = Uuid::new_v4();
+        staging.write_part(&single, 0, body(b"one")).await.unwrap();
+        let digest = Digest::sha256_of(b"one");
+        let parts = staging.parts(&single).await.unwrap();
+        staging.commit(&single, parts, &digest).await.unwrap();
+        assert_eq!(read(&*store, &ObjectKey::blob(&digest)).await, b"one");
+        assert_eq!(store.list(&ObjectKey::upload_prefix(&single)).await.unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_gap_between_parts_is_reported() {
+        let staging = Staging::new(Arc::new(MemoryStore::default()));
+        let id = Uuid::new_v4();
+        staging.write_part(&id, 0, body(b"ab")).await.unwrap();
+        staging.write_part(&id, 5, body(b"cd")).await.unwrap();
+        let err = staging.parts(&id).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal);
+    }
+}
