@@ -1,0 +1,13 @@
+//! Errors of the metadata store.
+
+/// Why a metadata read or write failed. None of these mean a command was
+/// rejected by the state machine: rejections come back as a [`crate::Response`].
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// No leader is known or the cluster has no quorum; retry later.
+    #[error("metadata unavailable: {0}")]
+    Unavailable(String),
+    /// Storage failed or an invariant broke; the node cannot serve metadata.
+    #[error("metadata store failed: {0}")]
+    Fatal(String),
+}

@@ -1,0 +1,168 @@
+//! Read access to the state tree: the queries handlers need.
+
+use super::keys;
+use super::ApplyError;
+use crate::codec::{decode, encode};
+use crate::command::{ManifestRecord, UploadRecord};
+use std::ops::Bound;
+use storage::Digest;
+
+/// A blob in the global index.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlobRecord {
+    pub size: u64,
+    pub created_at_ms: u64,
+}
+
+/// A manifest that names another as its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub manifest: ManifestRecord,
+}
+
+/// A read-only view of the replicated state on this node.
+#[derive(Debug, Clone)]
+pub struct StateView {
+    tree: sled::Tree,
+}
+
+type Result<T> = std::result::Result<T, ApplyError>;
+
+impl StateView {
+    pub(crate) fn new(tree: sled::Tree) -> Self {
+        StateView { tree }
+    }
+
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.tree.get(key)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+        }
+    }
+
+    pub fn repo_exists(&self, repo: &str) -> Result<bool> {
+        Ok(self.tree.contains_key(keys::repo(repo))?)
+    }
+
+    pub fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        self.get(&keys::blob(digest))
+    }
+
+    /// The blob, if it is linked into `repo`.
+    pub fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<BlobRecord>> {
+        if !self.tree.contains_key(keys::link(repo, digest))? {
+            return Ok(None);
+        }
+        self.blob(digest)
+    }
+
+    pub fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<ManifestRecord>> {
+        self.get(&keys::manifest(repo, digest))
+    }
+
+    pub fn tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
+        match self.tree.get(keys::tag(repo, tag))? {
+            None => Ok(None),
+            Some(bytes) => Ok(parse_digest(&bytes)),
+        }
+    }
+
+    /// Tags of `repo` in lexical order, starting after `last`, at most `limit`.
+    pub fn tags(&self, repo: &str, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let prefix = keys::tags_of(repo);
+        let start = match last {
+            Some(last) => Bound::Excluded(keys::tag(repo, last)),
+            None => Bound::Included(prefix.clone()),
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            let (key, _) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Every tag of `repo` with the digest it points at.
+    pub fn tags_with_targets(&self, repo: &str) -> Result<Vec<(String, Digest)>> {
+        let prefix = keys::tags_of(repo);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            if let Some(digest) = parse_digest(&value) {
+                out.push((String::from_utf8_lossy(&key[prefix.len()..]).into_owned(), digest));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Repository names in lexical order, starting after `last`, at most `limit`.
+    pub fn repos(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let start = match last {
+            Some(last) => Bound::Excluded(keys::repo(last)),
+            None => Bound::Included(keys::REPO.to_vec()),
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            let (key, _) = item?;
+            if !key.starts_with(keys::REPO) || out.len() >= limit {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&key[keys::REPO.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Manifests in `repo` whose subject is `subject`, in digest order.
+    pub fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Referrer>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(keys::referrers_of(repo, subject)) {
+            let (key, _) = item?;
+            let Some(digest) = parse_digest(keys::last_component(&key)) else {
+                continue;
+            };
+            if let Some(manifest) = self.manifest(repo, &digest)? {
+                out.push(Referrer { digest, manifest });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
+        self.get(&keys::upload(id))
+    }
+
+    /// Every open upload session with its id.
+    pub fn uploads(&self) -> Result<Vec<(String, UploadRecord)>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(keys::UPLOAD) {
+            let (key, value) = item?;
+            let id = String::from_utf8_lossy(&key[keys::UPLOAD.len()..]).into_owned();
+            out.push((id, decode(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// Every entry of the state except bookkeeping, in key order: the snapshot payload.
+    pub(crate) fn export(&self) -> Result<Vec<u8>> {
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for item in self.tree.iter() {
+            let (key, value) = item?;
+            if !key.starts_with(keys::BOOKKEEPING) {
+                entries.push((key.to_vec(), value.to_vec()));
+            }
+        }
+        Ok(encode(&entries)?)
+    }
+}
+
+fn parse_digest(bytes: &[u8]) -> Option<Digest> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}

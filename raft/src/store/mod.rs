@@ -1,0 +1,31 @@
+//! openraft storage on sled: the log store and the state machine share one
+//! sled database, so one flush makes both durable.
+
+mod log;
+mod state_machine;
+
+pub use self::log::LogStore;
+pub use state_machine::StateMachine;
+
+use crate::types::StorageError;
+use openraft::{ErrorSubject, ErrorVerb, StorageIOError};
+use std::path::Path;
+
+/// Opens (creating if needed) the metadata database under `dir`.
+pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StorageError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .open()
+        .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, &e))?;
+    let log = LogStore::new(&db)?;
+    let sm = StateMachine::new(&db)?;
+    Ok((log, sm))
+}
+
+pub(crate) fn io_error(
+    subject: ErrorSubject<crate::NodeId>,
+    verb: ErrorVerb,
+    err: &(impl std::error::Error + 'static),
+) -> StorageError {
+    StorageIOError::new(subject, verb, openraft::AnyError::new(err)).into()
+}
