@@ -1,0 +1,19 @@
+//! The API section of the configuration.
+
+/// Limits and policies of the OCI API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Whether blob and manifest deletes are allowed (distribution's `storage.delete.enabled`).
+    pub delete_enabled: bool,
+    /// Largest manifest accepted, in bytes; larger ones get 413.
+    pub max_manifest_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            delete_enabled: false,
+            max_manifest_bytes: 4 << 20,
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
+
+use super::{header, DOCKER_CONTENT_DIGEST};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::names::RepoName;
+use crate::state::AppState;
+use actix_web::body::SizedStream;
+use actix_web::{HttpRequest, HttpResponse};
+use raft::{Command, Response};
+use storage::{ByteRange, Digest, ObjectKey};
+
+pub async fn get(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &RepoName,
+    digest: &Digest,
+    head: bool,
+) -> ApiResult<HttpResponse> {
+    let view = state.meta.read().await?;
+    let Some(blob) = view.blob_in_repo(name.as_str(), digest)? else {
+        return Err(ApiError::new(
+            ErrorCode::BlobUnknown,
+            format!("{digest} is not in {name}"),
+        ));
+    };
+    let range = match header(req, "Range") {
+        None => None,
+        Some(raw) => match parse_range(raw, blob.size) {
+            RangeRequest::Ignored => None,
+            RangeRequest::Satisfiable(r) => Some(r),
+            RangeRequest::Unsatisfiable => {
+                return Err(ApiError::new(
+                    ErrorCode::RangeInvalid,
+                    format!("range {raw:?} is outside a blob of {} bytes", blob.size),
+                )
+                .with_header("Content-Range", format!("bytes */{}", blob.size)))
+            }
+        },
+    };
+    let mut response = match range {
+        Some(r) => {
+            let mut response = HttpResponse::PartialContent();
+            response.insert_header((
+                "Content-Range",
+                format!("bytes {}-{}/{}", r.start, r.end - 1, blob.size),
+            ));
+            response
+        }
+        None => HttpResponse::Ok(),
+    };
+    response
+        .content_type("application/octet-stream")
+        .insert_header((DOCKER_CONTENT_DIGEST, digest.to_string()))
+        .insert_header(("Accept-Ranges", "bytes"))
+        .insert_header(("ETag", format!("\"{digest}\"")));
+    let length = range.map_or(blob.size, |r| r.len());
+    if head {
+        return Ok(response.body(SizedStream::new(length, futures::stream::empty::<Result<bytes::Bytes, storage::StorageError>>())));
+    }
+    let stream = state.blobs().get(&ObjectKey::blob(digest), range).await?;
+    Ok(response.body(SizedStream::new(length, stream)))
+}
+
+pub async fn delete(state: &AppState, name: &RepoName, digest: &Digest) -> ApiResult<HttpResponse> {
+    if !state.config.delete_enabled {
+        return Err(ApiError::new(ErrorCode::Unsupported, "deletes are disabled"));
+    }
+    let command = Command::UnlinkBlob {
+        repo: name.to_string(),
+        digest: digest.clone(),
+    };
+    match state.meta.propose(command).await? {
+        Response::Done => Ok(HttpResponse::Accepted().finish()),
+        _ => Err(ApiError::new(ErrorCode::BlobUnknown, format!("{digest} is not in {name}"))),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// Not a single byte range we understand: serve the whole blob (RFC 9110).
+    Ignored,
+    Satisfiable(ByteRange),
+    Unsatisfiable,
+}
+
+/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` against a blob of `size` bytes.
+fn parse_range(raw: &str, size: u64) -> RangeRequest {
+    let Some(spec) = raw.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Ignored;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Ignored;
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return RangeRequest::Ignored;
+    };
+    let number = |s: &str| s.trim().parse::<u64>().ok();
+    let (start, end) = match (first.trim().is_empty(), last.trim().is_empty()) {
+        (true, true) => return RangeRequest::Ignored,
+        (true, false) => {
+            let Some(suffix) = number(last) else { return RangeRequest::Ignored };
+            if suffix == 0 {
+                return RangeRequest::Unsatisfiable;
+            }
+            (size.saturating_sub(suffix), size)
+        }
+        (false, open_end) => {
+            let Some(start) = number(first) else { return RangeRequest::Ignored };
+            let end = if open_end {
+                size
+            } else {
+                match number(last) {
+                    Some(last) if last >= start => (last + 1).min(size),
+                    _ => return RangeRequest::Ignored,
+                }
+            };
+            (start, end)
+        }
+    };
+    if start >= size {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Satisfiable(ByteRange { start, end })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = |start, end| RangeRequest::Satisfiable(ByteRange { start, end });
+        assert_eq!(parse_range("bytes=0-9", 100), r(0, 10));
+        assert_eq!(parse_range("bytes=90-", 100), r(90, 100));
+        assert_eq!(parse_range("bytes=-10", 100), r(90, 100));
+        assert_eq!(parse_range("bytes=50-500", 100), r(50, 100));
+        assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=200-300", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 100), RangeRequest::Ignored);
+        assert_eq!(parse_range("items=0-1", 100), RangeRequest::Ignored);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), RangeRequest::Ignored);
+    }
+}

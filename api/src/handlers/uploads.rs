@@ -1,0 +1,196 @@
+//! Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic,
+//! mount) and `GET`/`PATCH`/`PUT`/`DELETE` on a session.
+
+use super::{header, query, upload_range, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::names::{parse_digest, RepoName};
+use crate::state::{now_ms, AppState};
+use crate::upload::{self, pump, Append, Cancel, Finish, Session, Status, UploadSession};
+use actix::Addr;
+use actix_web::{web, HttpRequest, HttpResponse};
+use raft::{BlobSource, Command, Response};
+use storage::Digest;
+use uuid::Uuid;
+
+pub async fn start(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    name: &RepoName,
+) -> ApiResult<HttpResponse> {
+    let q = query(req);
+    if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
+        let digest = parse_digest(mount)?;
+        let from = RepoName::parse(from)?;
+        if mount_blob(state, name, &from, &digest).await? {
+            return Ok(blob_created(name, &digest));
+        }
+        // Not mountable: fall through to a new session, as the spec asks.
+    } else if let Some(raw) = q.get("digest") {
+        let digest = parse_digest(raw)?;
+        let (forward, body) = pump(payload);
+        let (_, stored) = futures::join!(forward, upload::store_blob(state, name.as_str(), &digest, body));
+        stored?;
+        return Ok(blob_created(name, &digest));
+    }
+    let id = Uuid::new_v4();
+    let command = Command::CreateUpload {
+        id: id.to_string(),
+        repo: name.to_string(),
+        at_ms: now_ms(),
+    };
+    state.meta.propose(command).await?;
+    state
+        .uploads
+        .send(Session {
+            id,
+            repo: name.to_string(),
+            fresh: true,
+        })
+        .await?;
+    Ok(upload_accepted(name, id, 0))
+}
+
+async fn mount_blob(state: &AppState, name: &RepoName, from: &RepoName, digest: &Digest) -> ApiResult<bool> {
+    let view = state.meta.read().await?;
+    let Some(blob) = view.blob_in_repo(from.as_str(), digest)? else {
+        return Ok(false);
+    };
+    let command = Command::CommitBlob {
+        repo: name.to_string(),
+        digest: digest.clone(),
+        size: blob.size,
+        source: BlobSource::Mount { from: from.to_string() },
+        at_ms: now_ms(),
+    };
+    Ok(state.meta.propose(command).await? == Response::Done)
+}
+
+/// The session of an upload that exists in metadata for `name`.
+async fn session(state: &AppState, name: &RepoName, id: Uuid) -> ApiResult<Addr<UploadSession>> {
+    let view = state.meta.read().await?;
+    match view.upload(&id.to_string())? {
+        Some(record) if record.repo == name.as_str() => {}
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::BlobUploadUnknown,
+                format!("no upload {id} in {name}"),
+            ))
+        }
+    }
+    Ok(state
+        .uploads
+        .send(Session {
+            id,
+            repo: name.to_string(),
+            fresh: false,
+        })
+        .await?)
+}
+
+pub async fn status(state: &AppState, name: &RepoName, id: Uuid) -> ApiResult<HttpResponse> {
+    let offset = session(state, name, id).await?.send(Status).await??;
+    let mut response = upload_accepted(name, id, offset);
+    *response.status_mut() = actix_web::http::StatusCode::NO_CONTENT;
+    Ok(response)
+}
+
+pub async fn patch(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    name: &RepoName,
+    id: Uuid,
+) -> ApiResult<HttpResponse> {
+    let start = match header(req, "Content-Range") {
+        None => None,
+        Some(raw) => Some(parse_content_range(raw)?),
+    };
+    let addr = session(state, name, id).await?;
+    let (forward, body) = pump(payload);
+    let (_, offset) = futures::join!(forward, addr.send(Append { start, body }));
+    Ok(upload_accepted(name, id, offset??))
+}
+
+pub async fn finish(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    name: &RepoName,
+    id: Uuid,
+) -> ApiResult<HttpResponse> {
+    let q = query(req);
+    let Some(raw) = q.get("digest") else {
+        return Err(ApiError::new(ErrorCode::DigestInvalid, "digest query parameter is required"));
+    };
+    let digest = parse_digest(raw)?;
+    let addr = session(state, name, id).await?;
+    let size = if has_body(req) {
+        let (forward, body) = pump(payload);
+        let message = Finish { digest: digest.clone(), body: Some(body) };
+        let (_, size) = futures::join!(forward, addr.send(message));
+        size??
+    } else {
+        addr.send(Finish { digest: digest.clone(), body: None }).await??
+    };
+    tracing::debug!(repo = %name, %digest, size, "blob upload finished");
+    Ok(blob_created(name, &digest))
+}
+
+pub async fn cancel(state: &AppState, name: &RepoName, id: Uuid) -> ApiResult<HttpResponse> {
+    session(state, name, id).await?.send(Cancel).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn has_body(req: &HttpRequest) -> bool {
+    match header(req, "Content-Length") {
+        Some(len) => len.trim() != "0",
+        None => header(req, "Transfer-Encoding").is_some_and(|te| te.contains("chunked")),
+    }
+}
+
+/// `Content-Range: <start>-<end>` (the spec's form; `bytes ` prefix tolerated).
+fn parse_content_range(raw: &str) -> ApiResult<u64> {
+    let spec = raw.trim().trim_start_matches("bytes ").trim_start_matches("bytes=");
+    let spec = spec.split('/').next().unwrap_or_default();
+    let parsed = spec
+        .split_once('-')
+        .and_then(|(s, e)| Some((s.trim().parse::<u64>().ok()?, e.trim().parse::<u64>().ok()?)));
+    match parsed {
+        Some((start, end)) if end >= start => Ok(start),
+        _ => Err(ApiError::new(
+            ErrorCode::RangeInvalid,
+            format!("Content-Range {raw:?} is not <start>-<end>"),
+        )),
+    }
+}
+
+fn upload_accepted(name: &RepoName, id: Uuid, offset: u64) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header(("Location", format!("/v2/{name}/blobs/uploads/{id}")))
+        .insert_header(("Range", upload_range(offset)))
+        .insert_header((DOCKER_UPLOAD_UUID, id.to_string()))
+        .insert_header(("Content-Length", "0"))
+        .finish()
+}
+
+fn blob_created(name: &RepoName, digest: &Digest) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header(("Location", format!("/v2/{name}/blobs/{digest}")))
+        .insert_header((DOCKER_CONTENT_DIGEST, digest.to_string()))
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-99").unwrap(), 0);
+        assert_eq!(parse_content_range("100-199").unwrap(), 100);
+        assert_eq!(parse_content_range("bytes 5-9/10").unwrap(), 5);
+        assert_eq!(parse_content_range("9-5").unwrap_err().code, ErrorCode::RangeInvalid);
+        assert_eq!(parse_content_range("x").unwrap_err().code, ErrorCode::RangeInvalid);
+    }
+}

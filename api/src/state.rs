@@ -1,0 +1,31 @@
+//! What every handler gets: handles to the metadata store, blob staging and
+//! the upload actors. Handlers keep no state of their own between requests.
+
+use crate::config::ApiConfig;
+use crate::upload::UploadRegistry;
+use actix::Addr;
+use raft::MetaStore;
+use std::sync::Arc;
+use storage::{BlobStore, Staging};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub meta: MetaStore,
+    pub staging: Staging,
+    pub uploads: Addr<UploadRegistry>,
+    pub config: Arc<ApiConfig>,
+}
+
+impl AppState {
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        self.staging.store()
+    }
+}
+
+/// Milliseconds since the Unix epoch, stamped into commands by their proposer.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,74 @@
+//! Maps upload ids to their session actors, starting sessions on a small pool
+//! of arbiters so the hashing of concurrent uploads spreads over the cores.
+
+use super::UploadSession;
+use actix::prelude::*;
+use raft::MetaStore;
+use std::collections::HashMap;
+use storage::Staging;
+use uuid::Uuid;
+
+pub struct UploadRegistry {
+    sessions: HashMap<Uuid, Addr<UploadSession>>,
+    arbiters: Vec<Arbiter>,
+    next: usize,
+    staging: Staging,
+    meta: MetaStore,
+}
+
+impl UploadRegistry {
+    /// A registry whose sessions run on `threads` arbiters.
+    pub fn new(staging: Staging, meta: MetaStore, threads: usize) -> Self {
+        UploadRegistry {
+            sessions: HashMap::new(),
+            arbiters: (0..threads.max(1)).map(|_| Arbiter::new()).collect(),
+            next: 0,
+            staging,
+            meta,
+        }
+    }
+}
+
+impl Actor for UploadRegistry {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}
+
+/// The session of an upload the caller has checked exists in metadata.
+/// `fresh` marks a session created just now, which has no staged bytes.
+pub struct Session {
+    pub id: Uuid,
+    pub repo: String,
+    pub fresh: bool,
+}
+
+impl Message for Session {
+    type Result = Addr<UploadSession>;
+}
+
+impl Handler<Session> for UploadRegistry {
+    type Result = MessageResult<Session>;
+
+    fn handle(&mut self, msg: Session, _: &mut Context<Self>) -> Self::Result {
+        if let Some(addr) = self.sessions.get(&msg.id) {
+            if addr.connected() {
+                return MessageResult(addr.clone());
+            }
+        }
+        self.sessions.retain(|_, addr| addr.connected());
+        let arbiter = &self.arbiters[self.next % self.arbiters.len()];
+        self.next = self.next.wrapping_add(1);
+        let (staging, meta) = (self.staging.clone(), self.meta.clone());
+        let Session { id, repo, fresh } = msg;
+        let addr = UploadSession::start_in_arbiter(&arbiter.handle(), move |_| {
+            UploadSession::new(id, repo, staging, meta, fresh)
+        });
+        self.sessions.insert(id, addr.clone());
+        MessageResult(addr)
+    }
+}
