@@ -1,1 +1,9 @@
-//! placeholder
+//! The registry node: configuration, wiring of storage, Raft and the API, and
+//! the HTTP server. The binary and the tests start nodes through [`Node`].
+
+pub mod cli;
+pub mod config;
+pub mod node;
+
+pub use config::{load, ConfigError, NodeConfig};
+pub use node::{Node, NodeError, SpawnedNode};

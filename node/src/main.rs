@@ -1,1 +1,55 @@
-fn main() {}
+//! The `registry` binary: parse the command line, load the config, run.
+
+use clap::Parser;
+use node::cli::{Cli, Command};
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config.as_deref()),
+    }
+}
+
+fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match node::load(config_file, &env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("registry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log_level);
+    let listener = match std::net::TcpListener::bind(config.listen) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(addr = %config.listen, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let system = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    });
+    let result = system.block_on(async move {
+        let node = node::Node::start(config, listener, true).await?;
+        node.run().await.map_err(node::NodeError::from)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "registry failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,openraft=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}

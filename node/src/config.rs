@@ -1,0 +1,355 @@
+//! The configuration: one typed tree, loaded from an optional YAML file with
+//! `REGISTRY_…` environment overrides, validated before anything starts.
+//!
+//! The file is shaped like distribution's where the concepts match:
+//!
+//! ```yaml
+//! log: { level: info }
+//! http: { addr: 0.0.0.0:5000 }
+//! storage:
+//!   filesystem: { rootdirectory: ./data/blobs }   # or `inmemory:`
+//!   delete: { enabled: true }
+//! metadata: { dir: ./data/meta }
+//! ```
+//!
+//! `REGISTRY_HTTP_ADDR=127.0.0.1:6000` overrides `http.addr`: the variable
+//! name after `REGISTRY_`, lowercased and split on `_`, is the key path.
+
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything a node needs, validated.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub listen: SocketAddr,
+    pub blobs: storage::BackendConfig,
+    pub raft: raft::RaftConfig,
+    pub api: api::ApiConfig,
+    pub log_level: String,
+}
+
+impl NodeConfig {
+    /// The zero-config single node, with its data under `data`.
+    pub fn single_node(data: &Path) -> Self {
+        NodeConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            blobs: storage::BackendConfig::Filesystem {
+                root: data.join("blobs"),
+            },
+            raft: raft::RaftConfig::single_node(data.join("meta")),
+            api: api::ApiConfig::default(),
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// Accepted for compatibility with distribution's files; only "0.1" exists.
+    #[serde(default)]
+    version: Option<Value>,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    http: HttpSection,
+    #[serde(default)]
+    storage: StorageSection,
+    #[serde(default)]
+    metadata: MetadataSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    /// error, warn, info, debug or trace.
+    #[serde(default = "default_level")]
+    level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { level: default_level() }
+    }
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    /// Address the OCI API listens on.
+    #[serde(default = "default_addr")]
+    addr: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { addr: default_addr() }
+    }
+}
+
+fn default_addr() -> String {
+    "0.0.0.0:5000".to_owned()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageSection {
+    /// Blobs as files under `rootdirectory`.
+    filesystem: Option<FilesystemSection>,
+    /// Blobs in memory, lost on exit.
+    inmemory: Option<InMemorySection>,
+    #[serde(default)]
+    delete: DeleteSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilesystemSection {
+    rootdirectory: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InMemorySection {}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteSection {
+    /// Allow deleting blobs and manifests (off by default, as in distribution).
+    #[serde(default)]
+    enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataSection {
+    /// Directory of the Raft log and state machine.
+    #[serde(default = "default_meta_dir")]
+    dir: PathBuf,
+    /// This node's Raft id.
+    #[serde(default = "default_node_id")]
+    nodeid: u64,
+}
+
+impl Default for MetadataSection {
+    fn default() -> Self {
+        MetadataSection {
+            dir: default_meta_dir(),
+            nodeid: default_node_id(),
+        }
+    }
+}
+
+fn default_meta_dir() -> PathBuf {
+    PathBuf::from("./data/meta")
+}
+
+fn default_node_id() -> u64 {
+    1
+}
+
+const ENV_PREFIX: &str = "REGISTRY_";
+
+/// Loads the config from `file` (if any) and the `REGISTRY_…` entries of `env`.
+pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<NodeConfig, ConfigError> {
+    let mut tree = match file {
+        None => Value::Mapping(Mapping::new()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            match serde_yaml::from_str::<Value>(&text)
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            {
+                Value::Null => Value::Mapping(Mapping::new()),
+                v => v,
+            }
+        }
+    };
+    let mut overrides: Vec<_> = env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    overrides.sort();
+    for (name, value) in overrides {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split('_')
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::Invalid(format!("{name} names no config key")));
+        }
+        let parsed = serde_yaml::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.clone()));
+        set_path(&mut tree, &path, parsed).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+    }
+    // `inmemory:` with no value means "on", as in distribution.
+    if let Some(Value::Mapping(storage)) = tree.get_mut("storage") {
+        if let Some(v @ Value::Null) = storage.get_mut("inmemory") {
+            *v = Value::Mapping(Mapping::new());
+        }
+    }
+    let file: FileConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Invalid(format!("{key}: {}", e.into_inner()))
+    })?;
+    validate(file)
+}
+
+fn set_path(tree: &mut Value, path: &[String], value: Value) -> Result<(), String> {
+    let Value::Mapping(map) = tree else {
+        return Err("overrides a value that is not a section".to_owned());
+    };
+    let key = Value::String(path[0].clone());
+    if path.len() == 1 {
+        map.insert(key, value);
+        return Ok(());
+    }
+    let child = map.entry(key).or_insert_with(|| Value::Mapping(Mapping::new()));
+    if child.is_null() {
+        *child = Value::Mapping(Mapping::new());
+    }
+    set_path(child, &path[1..], value)
+}
+
+fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
+    if let Some(version) = &file.version {
+        let ok = matches!(version, Value::String(s) if s == "0.1") || matches!(version, Value::Number(n) if n.as_f64() == Some(0.1));
+        if !ok {
+            return Err(ConfigError::Invalid(format!("version: {version:?} is not 0.1")));
+        }
+    }
+    let level = file.log.level.to_ascii_lowercase();
+    if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+        return Err(ConfigError::Invalid(format!(
+            "log.level: {:?} is not one of error, warn, info, debug, trace",
+            file.log.level
+        )));
+    }
+    let listen: SocketAddr = file
+        .http
+        .addr
+        .parse()
+        .map_err(|e| ConfigError::Invalid(format!("http.addr: {:?}: {e}", file.http.addr)))?;
+    let blobs = match (file.storage.filesystem, file.storage.inmemory) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid(
+                "storage: name one backend, not both filesystem and inmemory".to_owned(),
+            ))
+        }
+        (Some(fs), None) => storage::BackendConfig::Filesystem {
+            root: fs.rootdirectory,
+        },
+        (None, Some(_)) => storage::BackendConfig::InMemory,
+        (None, None) => storage::BackendConfig::Filesystem {
+            root: PathBuf::from("./data/blobs"),
+        },
+    };
+    if file.metadata.nodeid == 0 {
+        return Err(ConfigError::Invalid("metadata.nodeid: must be at least 1".to_owned()));
+    }
+    let mut raft = raft::RaftConfig::single_node(file.metadata.dir);
+    raft.node_id = file.metadata.nodeid;
+    Ok(NodeConfig {
+        listen,
+        blobs,
+        raft,
+        api: api::ApiConfig {
+            delete_enabled: file.storage.delete.enabled,
+            ..api::ApiConfig::default()
+        },
+        log_level: level,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn no_file_is_the_embedded_single_node() {
+        let c = load(None, &env(&[("HOME", "/root")])).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:5000".parse().unwrap());
+        assert_eq!(
+            c.blobs,
+            storage::BackendConfig::Filesystem { root: "./data/blobs".into() }
+        );
+        assert_eq!(c.raft.data_dir, PathBuf::from("./data/meta"));
+        assert!(!c.api.delete_enabled);
+    }
+
+    #[test]
+    fn distribution_shaped_file() {
+        let f = write(
+            "version: 0.1\nlog:\n  level: warn\nhttp:\n  addr: 127.0.0.1:6000\nstorage:\n  filesystem:\n    rootdirectory: /srv/blobs\n  delete:\n    enabled: true\n",
+        );
+        let c = load(Some(f.path()), &HashMap::new()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(c.blobs, storage::BackendConfig::Filesystem { root: "/srv/blobs".into() });
+        assert!(c.api.delete_enabled);
+        assert_eq!(c.log_level, "warn");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let f = write("http:\n  addr: 127.0.0.1:6000\nstorage:\n  inmemory:\n");
+        let c = load(
+            Some(f.path()),
+            &env(&[
+                ("REGISTRY_HTTP_ADDR", "127.0.0.1:7000"),
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+                ("REGISTRY_METADATA_DIR", "/tmp/m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(c.blobs, storage::BackendConfig::InMemory);
+        assert!(c.api.delete_enabled);
+        assert_eq!(c.raft.data_dir, PathBuf::from("/tmp/m"));
+        let c = load(
+            None,
+            &env(&[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/x")]),
+        )
+        .unwrap();
+        assert_eq!(c.blobs, storage::BackendConfig::Filesystem { root: "/x".into() });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = |text: &str, e: &[(&str, &str)]| {
+            let f = write(text);
+            load(Some(f.path()), &env(e)).unwrap_err().to_string()
+        };
+        assert!(err("http:\n  adr: x\n", &[]).contains("adr"));
+        assert!(err("", &[("REGISTRY_HTTP_PORT", "1")]).contains("port"));
+        assert!(err("http:\n  addr: nowhere\n", &[]).contains("http.addr"));
+        assert!(err("log:\n  level: loud\n", &[]).contains("log.level"));
+        assert!(err("storage:\n  delete:\n    enabled: maybe\n", &[]).contains("storage.delete.enabled"));
+        assert!(err("storage:\n  inmemory:\n  filesystem:\n    rootdirectory: /x\n", &[]).contains("storage"));
+    }
+}

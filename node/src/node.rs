@@ -1,0 +1,162 @@
+//! Starting and stopping a node. [`Node::start`] runs inside an actix System
+//! (actors need one); [`Node::spawn`] gives a node its own System on its own
+//! thread, which is how tests run several nodes in one process.
+
+use crate::config::NodeConfig;
+use actix_web::{dev::ServerHandle, App, HttpServer};
+use api::upload::UploadRegistry;
+use api::AppState;
+use raft::{MetaStore, NodeInfo};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use storage::Staging;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("blob storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("metadata: {0}")]
+    Meta(#[from] raft::MetaError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running node.
+pub struct Node {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    meta: MetaStore,
+}
+
+impl Node {
+    /// Opens storage and metadata, and starts serving on `listener`. Must be
+    /// called inside an actix System. `handle_signals` lets SIGINT/SIGTERM
+    /// stop the node gracefully (the binary wants it; in-process tests do not).
+    pub async fn start(config: NodeConfig, listener: TcpListener, handle_signals: bool) -> Result<Node, NodeError> {
+        let addr = listener.local_addr()?;
+        let blobs = storage::backends::open(&config.blobs).await?;
+        let node_info = NodeInfo {
+            api_addr: addr.to_string(),
+            raft_addr: addr.to_string(),
+        };
+        let meta = MetaStore::open(&config.raft, node_info).await?;
+        let staging = Staging::new(blobs);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let uploads = actix::Actor::start(UploadRegistry::new(staging.clone(), meta.clone(), threads));
+        let state = AppState {
+            meta: meta.clone(),
+            staging,
+            uploads,
+            config: Arc::new(config.api.clone()),
+        };
+        let mut server = HttpServer::new(move || {
+            let state = state.clone();
+            App::new().configure(move |cfg| api::configure(cfg, state))
+        })
+        .workers(threads)
+        .shutdown_timeout(30)
+        .listen(listener)?;
+        if !handle_signals {
+            server = server.disable_signals();
+        }
+        let server = server.run();
+        tracing::info!(%addr, blobs = ?config.blobs, meta = %config.raft.data_dir.display(), "registry listening");
+        Ok(Node { addr, server, meta })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops the server from anywhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server stops (a signal or [`ServerHandle::stop`]),
+    /// draining in-flight requests, then stops Raft.
+    pub async fn run(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        self.meta.shutdown().await;
+        tracing::info!(addr = %self.addr, "registry stopped");
+        served
+    }
+
+    /// Starts a node on a thread of its own, with its own actix System.
+    pub fn spawn(config: NodeConfig, listener: TcpListener) -> Result<SpawnedNode, NodeError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("node-{}", config.raft.node_id))
+            .spawn(move || {
+                let system = actix::System::with_tokio_rt(|| {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .enable_all()
+                        .build()
+                        .expect("tokio runtime")
+                });
+                system.block_on(async move {
+                    match Node::start(config, listener, false).await {
+                        Ok(node) => {
+                            let _ = ready_tx.send(Ok((node.addr(), node.handle())));
+                            if let Err(e) = node.run().await {
+                                tracing::error!(error = %e, "node stopped with an error");
+                            }
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })?;
+        let (addr, handle) = ready_rx
+            .recv()
+            .map_err(|_| NodeError::Io(std::io::Error::other("node thread died while starting")))??;
+        Ok(SpawnedNode {
+            addr,
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A node running on its own thread; stopped (gracefully) on drop.
+pub struct SpawnedNode {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SpawnedNode {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the node and waits until its storage is closed.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let handle = self.handle.clone();
+            // The handle's future completes once the server has drained.
+            let stopper = std::thread::spawn(move || futures_block_on(handle.stop(true)));
+            let _ = stopper.join();
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for SpawnedNode {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
