@@ -1,1 +1,10 @@
+//! Black-box tests: real nodes over HTTP with real clients.
 
+mod bad_input;
+mod oci_discovery;
+mod oci_management;
+mod oci_pull;
+mod oci_push;
+mod referrers;
+mod restart;
+mod skopeo;
