@@ -40,25 +40,101 @@ impl ErrorCode {
     pub fn describe(self) -> (&'static str, StatusCode, &'static str) {
         use ErrorCode::*;
         match self {
-            BlobUnknown => ("BLOB_UNKNOWN", StatusCode::NOT_FOUND, "blob unknown to registry"),
-            BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, "blob upload invalid"),
-            BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", StatusCode::NOT_FOUND, "blob upload unknown to registry"),
-            DigestInvalid => ("DIGEST_INVALID", StatusCode::BAD_REQUEST, "provided digest did not match uploaded content"),
-            ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", StatusCode::BAD_REQUEST, "manifest references a manifest or blob unknown to registry"),
-            ManifestInvalid => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST, "manifest invalid"),
-            ManifestUnknown => ("MANIFEST_UNKNOWN", StatusCode::NOT_FOUND, "manifest unknown to registry"),
-            ManifestTooLarge => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE, "manifest exceeds the size limit"),
-            NameInvalid => ("NAME_INVALID", StatusCode::BAD_REQUEST, "invalid repository name"),
-            NameUnknown => ("NAME_UNKNOWN", StatusCode::NOT_FOUND, "repository name not known to registry"),
-            SizeInvalid => ("SIZE_INVALID", StatusCode::BAD_REQUEST, "provided length did not match content length"),
-            TagInvalid => ("TAG_INVALID", StatusCode::BAD_REQUEST, "manifest tag did not match URI"),
-            Unauthorized => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED, "authentication required"),
-            Denied => ("DENIED", StatusCode::FORBIDDEN, "requested access to the resource is denied"),
-            Unsupported => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED, "the operation is unsupported"),
-            TooManyRequests => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS, "too many requests"),
-            RangeInvalid => ("RANGE_INVALID", StatusCode::RANGE_NOT_SATISFIABLE, "invalid content range"),
-            Unavailable => ("UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE, "service unavailable"),
-            Unknown => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR, "unknown error"),
+            BlobUnknown => (
+                "BLOB_UNKNOWN",
+                StatusCode::NOT_FOUND,
+                "blob unknown to registry",
+            ),
+            BlobUploadInvalid => (
+                "BLOB_UPLOAD_INVALID",
+                StatusCode::BAD_REQUEST,
+                "blob upload invalid",
+            ),
+            BlobUploadUnknown => (
+                "BLOB_UPLOAD_UNKNOWN",
+                StatusCode::NOT_FOUND,
+                "blob upload unknown to registry",
+            ),
+            DigestInvalid => (
+                "DIGEST_INVALID",
+                StatusCode::BAD_REQUEST,
+                "provided digest did not match uploaded content",
+            ),
+            ManifestBlobUnknown => (
+                "MANIFEST_BLOB_UNKNOWN",
+                StatusCode::BAD_REQUEST,
+                "manifest references a manifest or blob unknown to registry",
+            ),
+            ManifestInvalid => (
+                "MANIFEST_INVALID",
+                StatusCode::BAD_REQUEST,
+                "manifest invalid",
+            ),
+            ManifestUnknown => (
+                "MANIFEST_UNKNOWN",
+                StatusCode::NOT_FOUND,
+                "manifest unknown to registry",
+            ),
+            ManifestTooLarge => (
+                "SIZE_INVALID",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "manifest exceeds the size limit",
+            ),
+            NameInvalid => (
+                "NAME_INVALID",
+                StatusCode::BAD_REQUEST,
+                "invalid repository name",
+            ),
+            NameUnknown => (
+                "NAME_UNKNOWN",
+                StatusCode::NOT_FOUND,
+                "repository name not known to registry",
+            ),
+            SizeInvalid => (
+                "SIZE_INVALID",
+                StatusCode::BAD_REQUEST,
+                "provided length did not match content length",
+            ),
+            TagInvalid => (
+                "TAG_INVALID",
+                StatusCode::BAD_REQUEST,
+                "manifest tag did not match URI",
+            ),
+            Unauthorized => (
+                "UNAUTHORIZED",
+                StatusCode::UNAUTHORIZED,
+                "authentication required",
+            ),
+            Denied => (
+                "DENIED",
+                StatusCode::FORBIDDEN,
+                "requested access to the resource is denied",
+            ),
+            Unsupported => (
+                "UNSUPPORTED",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the operation is unsupported",
+            ),
+            TooManyRequests => (
+                "TOOMANYREQUESTS",
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests",
+            ),
+            RangeInvalid => (
+                "RANGE_INVALID",
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "invalid content range",
+            ),
+            Unavailable => (
+                "UNAVAILABLE",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service unavailable",
+            ),
+            Unknown => (
+                "UNKNOWN",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unknown error",
+            ),
             NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND, "no such endpoint"),
         }
     }
@@ -146,7 +222,10 @@ impl From<raft::state::ApplyError> for ApiError {
 
 impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
-        ApiError::new(ErrorCode::Unavailable, format!("upload session unreachable: {e}"))
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("upload session unreachable: {e}"),
+        )
     }
 }
 
@@ -157,10 +236,16 @@ impl From<crate::upload::UploadError> for ApiError {
         use crate::upload::UploadError;
         match e {
             UploadError::OutOfOrder { offset, .. } => {
-                let range = if offset == 0 { "0-0".to_owned() } else { format!("0-{}", offset - 1) };
+                let range = if offset == 0 {
+                    "0-0".to_owned()
+                } else {
+                    format!("0-{}", offset - 1)
+                };
                 ApiError::new(ErrorCode::RangeInvalid, e.to_string()).with_header("Range", range)
             }
-            UploadError::DigestMismatch { .. } => ApiError::new(ErrorCode::DigestInvalid, e.to_string()),
+            UploadError::DigestMismatch { .. } => {
+                ApiError::new(ErrorCode::DigestInvalid, e.to_string())
+            }
             UploadError::Unknown => ApiError::new(ErrorCode::BlobUploadUnknown, e.to_string()),
             UploadError::Storage(e) => e.into(),
             UploadError::Meta(e) => e.into(),

@@ -28,7 +28,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .default_service(web::to(dispatch));
 }
 
-async fn dispatch(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+async fn dispatch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let started = std::time::Instant::now();
     let (route_name, result) = match Route::parse(req.method(), req.path()) {
         Ok(route) => (route.name(), handle(&state, &req, payload, route).await),
@@ -50,14 +54,27 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
     response
 }
 
-async fn handle(state: &AppState, req: &HttpRequest, payload: web::Payload, route: Route) -> ApiResult<HttpResponse> {
+async fn handle(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    route: Route,
+) -> ApiResult<HttpResponse> {
     match route {
         Route::Base => Ok(base::get()),
         Route::Catalog => catalog::list(state, req).await,
         Route::TagsList { name } => tags::list(state, req, &name).await,
-        Route::GetManifest { name, reference, head } => manifests::get(state, req, &name, &reference, head).await,
-        Route::PutManifest { name, reference } => manifests::put(state, req, payload, &name, &reference).await,
-        Route::DeleteManifest { name, reference } => manifests::delete(state, &name, &reference).await,
+        Route::GetManifest {
+            name,
+            reference,
+            head,
+        } => manifests::get(state, req, &name, &reference, head).await,
+        Route::PutManifest { name, reference } => {
+            manifests::put(state, req, payload, &name, &reference).await
+        }
+        Route::DeleteManifest { name, reference } => {
+            manifests::delete(state, &name, &reference).await
+        }
         Route::GetBlob { name, digest, head } => blobs::get(state, req, &name, &digest, head).await,
         Route::DeleteBlob { name, digest } => blobs::delete(state, &name, &digest).await,
         Route::StartUpload { name } => uploads::start(state, req, payload, &name).await,

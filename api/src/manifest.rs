@@ -58,14 +58,19 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> ApiResult<ParsedManife
     match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => parse_image(media_type, bytes),
         OCI_INDEX | DOCKER_LIST => parse_index(media_type, bytes),
-        other => Err(invalid(format!("unsupported manifest media type {other:?}"))),
+        other => Err(invalid(format!(
+            "unsupported manifest media type {other:?}"
+        ))),
     }
 }
 
 fn parse_image(media_type: String, bytes: &[u8]) -> ApiResult<ParsedManifest> {
     let m = ImageManifest::from_reader(bytes).map_err(|e| invalid(e.to_string()))?;
     if m.schema_version() != 2 {
-        return Err(invalid(format!("schemaVersion {} is not 2", m.schema_version())));
+        return Err(invalid(format!(
+            "schemaVersion {} is not 2",
+            m.schema_version()
+        )));
     }
     let mut blobs = vec![digest_of(m.config())?];
     for layer in m.layers() {
@@ -82,14 +87,22 @@ fn parse_image(media_type: String, bytes: &[u8]) -> ApiResult<ParsedManifest> {
         children: Vec::new(),
         subject: m.subject().as_ref().map(digest_of).transpose()?,
         artifact_type,
-        annotations: m.annotations().clone().unwrap_or_default().into_iter().collect(),
+        annotations: m
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
     })
 }
 
 fn parse_index(media_type: String, bytes: &[u8]) -> ApiResult<ParsedManifest> {
     let index = ImageIndex::from_reader(bytes).map_err(|e| invalid(e.to_string()))?;
     if index.schema_version() != 2 {
-        return Err(invalid(format!("schemaVersion {} is not 2", index.schema_version())));
+        return Err(invalid(format!(
+            "schemaVersion {} is not 2",
+            index.schema_version()
+        )));
     }
     let children = index
         .manifests()
@@ -102,7 +115,12 @@ fn parse_index(media_type: String, bytes: &[u8]) -> ApiResult<ParsedManifest> {
         children,
         subject: index.subject().as_ref().map(digest_of).transpose()?,
         artifact_type: index.artifact_type().as_ref().map(|t| t.to_string()),
-        annotations: index.annotations().clone().unwrap_or_default().into_iter().collect(),
+        annotations: index
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
     })
 }
 
@@ -158,9 +176,18 @@ mod tests {
     fn invalid_manifests() {
         let code = |ct: Option<&str>, body: &str| parse(ct, body.as_bytes()).unwrap_err().code;
         assert_eq!(code(None, "not json"), ErrorCode::ManifestInvalid);
-        assert_eq!(code(Some(OCI_MANIFEST), r#"{"schemaVersion":2}"#), ErrorCode::ManifestInvalid);
-        assert_eq!(code(Some(OCI_INDEX), &image(OCI_MANIFEST)), ErrorCode::ManifestInvalid);
-        assert_eq!(code(Some("text/plain"), &image(OCI_MANIFEST)), ErrorCode::ManifestInvalid);
+        assert_eq!(
+            code(Some(OCI_MANIFEST), r#"{"schemaVersion":2}"#),
+            ErrorCode::ManifestInvalid
+        );
+        assert_eq!(
+            code(Some(OCI_INDEX), &image(OCI_MANIFEST)),
+            ErrorCode::ManifestInvalid
+        );
+        assert_eq!(
+            code(Some("text/plain"), &image(OCI_MANIFEST)),
+            ErrorCode::ManifestInvalid
+        );
         let v1 = image(OCI_MANIFEST).replace("\"schemaVersion\":2", "\"schemaVersion\":1");
         assert_eq!(code(Some(OCI_MANIFEST), &v1), ErrorCode::ManifestInvalid);
     }

@@ -77,7 +77,10 @@ impl Tag {
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
         if !first_ok || !rest_ok || b.len() > MAX_TAG_LEN {
-            return Err(ApiError::new(ErrorCode::TagInvalid, format!("invalid tag {s:?}")));
+            return Err(ApiError::new(
+                ErrorCode::TagInvalid,
+                format!("invalid tag {s:?}"),
+            ));
         }
         Ok(Tag(s.to_owned()))
     }
@@ -125,12 +128,38 @@ mod tests {
 
     #[test]
     fn repository_names() {
-        for ok in ["a", "library/ubuntu", "a/b/c/d/e", "my-repo", "a__b", "a.b", "a---b", "x0/y_z"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a/b/c/d/e",
+            "my-repo",
+            "a__b",
+            "a.b",
+            "a---b",
+            "x0/y_z",
+        ] {
             assert!(RepoName::parse(ok).is_ok(), "{ok}");
         }
         let long = "a".repeat(MAX_NAME_LEN + 1);
-        for bad in ["", "A", "a/", "/a", "a//b", "-a", "a-", "a..b", "a___b", "a_-b", "a:b", long.as_str()] {
-            assert_eq!(RepoName::parse(bad).unwrap_err().code, ErrorCode::NameInvalid, "{bad}");
+        for bad in [
+            "",
+            "A",
+            "a/",
+            "/a",
+            "a//b",
+            "-a",
+            "a-",
+            "a..b",
+            "a___b",
+            "a_-b",
+            "a:b",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                RepoName::parse(bad).unwrap_err().code,
+                ErrorCode::NameInvalid,
+                "{bad}"
+            );
         }
     }
 
@@ -140,11 +169,18 @@ mod tests {
         assert!(Tag::parse("_x").is_ok());
         assert!(Tag::parse(&"a".repeat(128)).is_ok());
         for bad in ["", ".x", "-x", "a/b", &"a".repeat(129)] {
-            assert_eq!(Tag::parse(bad).unwrap_err().code, ErrorCode::TagInvalid, "{bad}");
+            assert_eq!(
+                Tag::parse(bad).unwrap_err().code,
+                ErrorCode::TagInvalid,
+                "{bad}"
+            );
         }
         assert!(matches!(Reference::parse("latest"), Ok(Reference::Tag(_))));
         let d = storage::Digest::sha256_of(b"x").to_string();
         assert!(matches!(Reference::parse(&d), Ok(Reference::Digest(_))));
-        assert_eq!(Reference::parse("sha256:zz").unwrap_err().code, ErrorCode::DigestInvalid);
+        assert_eq!(
+            Reference::parse("sha256:zz").unwrap_err().code,
+            ErrorCode::DigestInvalid
+        );
     }
 }

@@ -12,18 +12,54 @@ use uuid::Uuid;
 pub enum Route {
     Base,
     Catalog,
-    TagsList { name: RepoName },
-    GetManifest { name: RepoName, reference: Reference, head: bool },
-    PutManifest { name: RepoName, reference: Reference },
-    DeleteManifest { name: RepoName, reference: Reference },
-    GetBlob { name: RepoName, digest: Digest, head: bool },
-    DeleteBlob { name: RepoName, digest: Digest },
-    StartUpload { name: RepoName },
-    UploadStatus { name: RepoName, id: Uuid },
-    PatchUpload { name: RepoName, id: Uuid },
-    FinishUpload { name: RepoName, id: Uuid },
-    CancelUpload { name: RepoName, id: Uuid },
-    Referrers { name: RepoName, digest: Digest },
+    TagsList {
+        name: RepoName,
+    },
+    GetManifest {
+        name: RepoName,
+        reference: Reference,
+        head: bool,
+    },
+    PutManifest {
+        name: RepoName,
+        reference: Reference,
+    },
+    DeleteManifest {
+        name: RepoName,
+        reference: Reference,
+    },
+    GetBlob {
+        name: RepoName,
+        digest: Digest,
+        head: bool,
+    },
+    DeleteBlob {
+        name: RepoName,
+        digest: Digest,
+    },
+    StartUpload {
+        name: RepoName,
+    },
+    UploadStatus {
+        name: RepoName,
+        id: Uuid,
+    },
+    PatchUpload {
+        name: RepoName,
+        id: Uuid,
+    },
+    FinishUpload {
+        name: RepoName,
+        id: Uuid,
+    },
+    CancelUpload {
+        name: RepoName,
+        id: Uuid,
+    },
+    Referrers {
+        name: RepoName,
+        digest: Digest,
+    },
 }
 
 /// What a route needs the caller to be allowed to do.
@@ -82,7 +118,9 @@ impl Route {
             return Err(not_found(path));
         };
         if rest.is_empty() {
-            return on(method, path, &[Method::GET, Method::HEAD], || Ok(Route::Base));
+            return on(method, path, &[Method::GET, Method::HEAD], || {
+                Ok(Route::Base)
+            });
         }
         if rest == "_catalog" {
             return on(method, path, &[Method::GET], || Ok(Route::Catalog));
@@ -99,17 +137,23 @@ impl Route {
 
         if n >= 3 && tail(2) == Some("tags") && tail(1) == Some("list") {
             let name = name_of(n - 2)?;
-            return on(method, path, &[Method::GET], || Ok(Route::TagsList { name }));
+            return on(method, path, &[Method::GET], || {
+                Ok(Route::TagsList { name })
+            });
         }
         if n >= 3 && tail(2) == Some("blobs") && tail(1) == Some("uploads") {
             let name = name_of(n - 2)?;
-            return on(method, path, &[Method::POST], || Ok(Route::StartUpload { name }));
+            return on(method, path, &[Method::POST], || {
+                Ok(Route::StartUpload { name })
+            });
         }
         if n >= 4 && tail(3) == Some("blobs") && tail(2) == Some("uploads") {
             let name = name_of(n - 3)?;
             let raw = tail(1).unwrap_or_default();
             if raw.is_empty() {
-                return on(method, path, &[Method::POST], || Ok(Route::StartUpload { name }));
+                return on(method, path, &[Method::POST], || {
+                    Ok(Route::StartUpload { name })
+                });
             }
             let id = Uuid::parse_str(raw).map_err(|_| {
                 ApiError::new(ErrorCode::BlobUploadUnknown, format!("no upload {raw:?}"))
@@ -130,8 +174,16 @@ impl Route {
                     let name = name_of(n - 2)?;
                     let digest = parse_digest(last)?;
                     return match *method {
-                        Method::GET => Ok(Route::GetBlob { name, digest, head: false }),
-                        Method::HEAD => Ok(Route::GetBlob { name, digest, head: true }),
+                        Method::GET => Ok(Route::GetBlob {
+                            name,
+                            digest,
+                            head: false,
+                        }),
+                        Method::HEAD => Ok(Route::GetBlob {
+                            name,
+                            digest,
+                            head: true,
+                        }),
                         Method::DELETE => Ok(Route::DeleteBlob { name, digest }),
                         _ => Err(unsupported(method, path)),
                     };
@@ -140,8 +192,16 @@ impl Route {
                     let name = name_of(n - 2)?;
                     let reference = Reference::parse(last)?;
                     return match *method {
-                        Method::GET => Ok(Route::GetManifest { name, reference, head: false }),
-                        Method::HEAD => Ok(Route::GetManifest { name, reference, head: true }),
+                        Method::GET => Ok(Route::GetManifest {
+                            name,
+                            reference,
+                            head: false,
+                        }),
+                        Method::HEAD => Ok(Route::GetManifest {
+                            name,
+                            reference,
+                            head: true,
+                        }),
                         Method::PUT => Ok(Route::PutManifest { name, reference }),
                         Method::DELETE => Ok(Route::DeleteManifest { name, reference }),
                         _ => Err(unsupported(method, path)),
@@ -150,7 +210,9 @@ impl Route {
                 "referrers" => {
                     let name = name_of(n - 2)?;
                     let digest = parse_digest(last)?;
-                    return on(method, path, &[Method::GET], || Ok(Route::Referrers { name, digest }));
+                    return on(method, path, &[Method::GET], || {
+                        Ok(Route::Referrers { name, digest })
+                    });
                 }
                 _ => {}
             }
@@ -177,7 +239,10 @@ fn not_found(path: &str) -> ApiError {
 }
 
 fn unsupported(method: &Method, path: &str) -> ApiError {
-    ApiError::new(ErrorCode::Unsupported, format!("{method} is not supported on {path}"))
+    ApiError::new(
+        ErrorCode::Unsupported,
+        format!("{method} is not supported on {path}"),
+    )
 }
 
 #[cfg(test)]
@@ -201,27 +266,127 @@ mod tests {
         let n = "a/b/c";
         let rows: Vec<(Method, String, Route)> = vec![
             (Method::GET, "/v2/".into(), Route::Base),
-            (Method::GET, format!("/v2/{n}/blobs/{d}"), Route::GetBlob { name: name(n), digest: d.clone(), head: false }),
-            (Method::HEAD, format!("/v2/{n}/blobs/{d}"), Route::GetBlob { name: name(n), digest: d.clone(), head: true }),
-            (Method::GET, format!("/v2/{n}/manifests/v1"), Route::GetManifest { name: name(n), reference: tag.clone(), head: false }),
-            (Method::HEAD, format!("/v2/{n}/manifests/{d}"), Route::GetManifest { name: name(n), reference: by_digest.clone(), head: true }),
-            (Method::POST, format!("/v2/{n}/blobs/uploads/"), Route::StartUpload { name: name(n) }),
-            (Method::POST, format!("/v2/{n}/blobs/uploads"), Route::StartUpload { name: name(n) }),
-            (Method::PATCH, format!("/v2/{n}/blobs/uploads/{id}"), Route::PatchUpload { name: name(n), id }),
-            (Method::PUT, format!("/v2/{n}/blobs/uploads/{id}"), Route::FinishUpload { name: name(n), id }),
-            (Method::GET, format!("/v2/{n}/blobs/uploads/{id}"), Route::UploadStatus { name: name(n), id }),
-            (Method::DELETE, format!("/v2/{n}/blobs/uploads/{id}"), Route::CancelUpload { name: name(n), id }),
-            (Method::PUT, format!("/v2/{n}/manifests/v1"), Route::PutManifest { name: name(n), reference: tag.clone() }),
-            (Method::GET, format!("/v2/{n}/tags/list"), Route::TagsList { name: name(n) }),
-            (Method::DELETE, format!("/v2/{n}/manifests/{d}"), Route::DeleteManifest { name: name(n), reference: by_digest }),
-            (Method::DELETE, format!("/v2/{n}/blobs/{d}"), Route::DeleteBlob { name: name(n), digest: d.clone() }),
-            (Method::GET, format!("/v2/{n}/referrers/{d}"), Route::Referrers { name: name(n), digest: d.clone() }),
+            (
+                Method::GET,
+                format!("/v2/{n}/blobs/{d}"),
+                Route::GetBlob {
+                    name: name(n),
+                    digest: d.clone(),
+                    head: false,
+                },
+            ),
+            (
+                Method::HEAD,
+                format!("/v2/{n}/blobs/{d}"),
+                Route::GetBlob {
+                    name: name(n),
+                    digest: d.clone(),
+                    head: true,
+                },
+            ),
+            (
+                Method::GET,
+                format!("/v2/{n}/manifests/v1"),
+                Route::GetManifest {
+                    name: name(n),
+                    reference: tag.clone(),
+                    head: false,
+                },
+            ),
+            (
+                Method::HEAD,
+                format!("/v2/{n}/manifests/{d}"),
+                Route::GetManifest {
+                    name: name(n),
+                    reference: by_digest.clone(),
+                    head: true,
+                },
+            ),
+            (
+                Method::POST,
+                format!("/v2/{n}/blobs/uploads/"),
+                Route::StartUpload { name: name(n) },
+            ),
+            (
+                Method::POST,
+                format!("/v2/{n}/blobs/uploads"),
+                Route::StartUpload { name: name(n) },
+            ),
+            (
+                Method::PATCH,
+                format!("/v2/{n}/blobs/uploads/{id}"),
+                Route::PatchUpload { name: name(n), id },
+            ),
+            (
+                Method::PUT,
+                format!("/v2/{n}/blobs/uploads/{id}"),
+                Route::FinishUpload { name: name(n), id },
+            ),
+            (
+                Method::GET,
+                format!("/v2/{n}/blobs/uploads/{id}"),
+                Route::UploadStatus { name: name(n), id },
+            ),
+            (
+                Method::DELETE,
+                format!("/v2/{n}/blobs/uploads/{id}"),
+                Route::CancelUpload { name: name(n), id },
+            ),
+            (
+                Method::PUT,
+                format!("/v2/{n}/manifests/v1"),
+                Route::PutManifest {
+                    name: name(n),
+                    reference: tag.clone(),
+                },
+            ),
+            (
+                Method::GET,
+                format!("/v2/{n}/tags/list"),
+                Route::TagsList { name: name(n) },
+            ),
+            (
+                Method::DELETE,
+                format!("/v2/{n}/manifests/{d}"),
+                Route::DeleteManifest {
+                    name: name(n),
+                    reference: by_digest,
+                },
+            ),
+            (
+                Method::DELETE,
+                format!("/v2/{n}/blobs/{d}"),
+                Route::DeleteBlob {
+                    name: name(n),
+                    digest: d.clone(),
+                },
+            ),
+            (
+                Method::GET,
+                format!("/v2/{n}/referrers/{d}"),
+                Route::Referrers {
+                    name: name(n),
+                    digest: d.clone(),
+                },
+            ),
             (Method::GET, "/v2/_catalog".into(), Route::Catalog),
             // Names whose components look like endpoint words still parse from the right.
-            (Method::GET, format!("/v2/blobs/manifests/tags/blobs/{d}"), Route::GetBlob { name: name("blobs/manifests/tags"), digest: d.clone(), head: false }),
+            (
+                Method::GET,
+                format!("/v2/blobs/manifests/tags/blobs/{d}"),
+                Route::GetBlob {
+                    name: name("blobs/manifests/tags"),
+                    digest: d.clone(),
+                    head: false,
+                },
+            ),
         ];
         for (method, path, expected) in rows {
-            assert_eq!(parse(method.clone(), &path).unwrap(), expected, "{method} {path}");
+            assert_eq!(
+                parse(method.clone(), &path).unwrap(),
+                expected,
+                "{method} {path}"
+            );
         }
     }
 
@@ -229,11 +394,26 @@ mod tests {
     fn bad_requests_get_their_codes() {
         let d = Digest::sha256_of(b"x");
         let code = |m: Method, p: &str| parse(m, p).unwrap_err().code;
-        assert_eq!(code(Method::GET, &format!("/v2/UPPER/blobs/{d}")), ErrorCode::NameInvalid);
-        assert_eq!(code(Method::GET, "/v2/a/blobs/sha256:123"), ErrorCode::DigestInvalid);
-        assert_eq!(code(Method::PUT, "/v2/a/manifests/-bad"), ErrorCode::TagInvalid);
-        assert_eq!(code(Method::PATCH, "/v2/a/blobs/uploads/nope"), ErrorCode::BlobUploadUnknown);
-        assert_eq!(code(Method::POST, &format!("/v2/a/blobs/{d}")), ErrorCode::Unsupported);
+        assert_eq!(
+            code(Method::GET, &format!("/v2/UPPER/blobs/{d}")),
+            ErrorCode::NameInvalid
+        );
+        assert_eq!(
+            code(Method::GET, "/v2/a/blobs/sha256:123"),
+            ErrorCode::DigestInvalid
+        );
+        assert_eq!(
+            code(Method::PUT, "/v2/a/manifests/-bad"),
+            ErrorCode::TagInvalid
+        );
+        assert_eq!(
+            code(Method::PATCH, "/v2/a/blobs/uploads/nope"),
+            ErrorCode::BlobUploadUnknown
+        );
+        assert_eq!(
+            code(Method::POST, &format!("/v2/a/blobs/{d}")),
+            ErrorCode::Unsupported
+        );
         assert_eq!(code(Method::GET, "/v2/a/nothing/here"), ErrorCode::NotFound);
         assert_eq!(code(Method::GET, "/v1/"), ErrorCode::NotFound);
     }

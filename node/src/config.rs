@@ -83,7 +83,9 @@ struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { level: default_level() }
+        LogSection {
+            level: default_level(),
+        }
     }
 }
 
@@ -101,7 +103,9 @@ struct HttpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { addr: default_addr() }
+        HttpSection {
+            addr: default_addr(),
+        }
     }
 }
 
@@ -185,7 +189,10 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<NodeCo
             }
         }
     };
-    let mut overrides: Vec<_> = env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    let mut overrides: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
     overrides.sort();
     for (name, value) in overrides {
         let path: Vec<String> = name[ENV_PREFIX.len()..]
@@ -195,8 +202,10 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<NodeCo
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::Invalid(format!("{name} names no config key")));
         }
-        let parsed = serde_yaml::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.clone()));
-        set_path(&mut tree, &path, parsed).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        let parsed =
+            serde_yaml::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.clone()));
+        set_path(&mut tree, &path, parsed)
+            .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
     }
     // `inmemory:` with no value means "on", as in distribution.
     if let Some(Value::Mapping(storage)) = tree.get_mut("storage") {
@@ -220,7 +229,9 @@ fn set_path(tree: &mut Value, path: &[String], value: Value) -> Result<(), Strin
         map.insert(key, value);
         return Ok(());
     }
-    let child = map.entry(key).or_insert_with(|| Value::Mapping(Mapping::new()));
+    let child = map
+        .entry(key)
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
     if child.is_null() {
         *child = Value::Mapping(Mapping::new());
     }
@@ -229,9 +240,12 @@ fn set_path(tree: &mut Value, path: &[String], value: Value) -> Result<(), Strin
 
 fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
     if let Some(version) = &file.version {
-        let ok = matches!(version, Value::String(s) if s == "0.1") || matches!(version, Value::Number(n) if n.as_f64() == Some(0.1));
+        let ok = matches!(version, Value::String(s) if s == "0.1")
+            || matches!(version, Value::Number(n) if n.as_f64() == Some(0.1));
         if !ok {
-            return Err(ConfigError::Invalid(format!("version: {version:?} is not 0.1")));
+            return Err(ConfigError::Invalid(format!(
+                "version: {version:?} is not 0.1"
+            )));
         }
     }
     let level = file.log.level.to_ascii_lowercase();
@@ -261,7 +275,9 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
         },
     };
     if file.metadata.nodeid == 0 {
-        return Err(ConfigError::Invalid("metadata.nodeid: must be at least 1".to_owned()));
+        return Err(ConfigError::Invalid(
+            "metadata.nodeid: must be at least 1".to_owned(),
+        ));
     }
     let mut raft = raft::RaftConfig::single_node(file.metadata.dir);
     raft.node_id = file.metadata.nodeid;
@@ -282,7 +298,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn write(text: &str) -> tempfile::NamedTempFile {
@@ -297,7 +316,9 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:5000".parse().unwrap());
         assert_eq!(
             c.blobs,
-            storage::BackendConfig::Filesystem { root: "./data/blobs".into() }
+            storage::BackendConfig::Filesystem {
+                root: "./data/blobs".into()
+            }
         );
         assert_eq!(c.raft.data_dir, PathBuf::from("./data/meta"));
         assert!(!c.api.delete_enabled);
@@ -310,7 +331,12 @@ mod tests {
         );
         let c = load(Some(f.path()), &HashMap::new()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:6000".parse().unwrap());
-        assert_eq!(c.blobs, storage::BackendConfig::Filesystem { root: "/srv/blobs".into() });
+        assert_eq!(
+            c.blobs,
+            storage::BackendConfig::Filesystem {
+                root: "/srv/blobs".into()
+            }
+        );
         assert!(c.api.delete_enabled);
         assert_eq!(c.log_level, "warn");
     }
@@ -336,7 +362,10 @@ mod tests {
             &env(&[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/x")]),
         )
         .unwrap();
-        assert_eq!(c.blobs, storage::BackendConfig::Filesystem { root: "/x".into() });
+        assert_eq!(
+            c.blobs,
+            storage::BackendConfig::Filesystem { root: "/x".into() }
+        );
     }
 
     #[test]
@@ -349,7 +378,12 @@ mod tests {
         assert!(err("", &[("REGISTRY_HTTP_PORT", "1")]).contains("port"));
         assert!(err("http:\n  addr: nowhere\n", &[]).contains("http.addr"));
         assert!(err("log:\n  level: loud\n", &[]).contains("log.level"));
-        assert!(err("storage:\n  delete:\n    enabled: maybe\n", &[]).contains("storage.delete.enabled"));
-        assert!(err("storage:\n  inmemory:\n  filesystem:\n    rootdirectory: /x\n", &[]).contains("storage"));
+        assert!(err("storage:\n  delete:\n    enabled: maybe\n", &[])
+            .contains("storage.delete.enabled"));
+        assert!(err(
+            "storage:\n  inmemory:\n  filesystem:\n    rootdirectory: /x\n",
+            &[]
+        )
+        .contains("storage"));
     }
 }

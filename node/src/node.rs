@@ -32,7 +32,11 @@ impl Node {
     /// Opens storage and metadata, and starts serving on `listener`. Must be
     /// called inside an actix System. `handle_signals` lets SIGINT/SIGTERM
     /// stop the node gracefully (the binary wants it; in-process tests do not).
-    pub async fn start(config: NodeConfig, listener: TcpListener, handle_signals: bool) -> Result<Node, NodeError> {
+    pub async fn start(
+        config: NodeConfig,
+        listener: TcpListener,
+        handle_signals: bool,
+    ) -> Result<Node, NodeError> {
         let addr = listener.local_addr()?;
         let blobs = storage::backends::open(&config.blobs).await?;
         let node_info = NodeInfo {
@@ -42,7 +46,8 @@ impl Node {
         let meta = MetaStore::open(&config.raft, node_info).await?;
         let staging = Staging::new(blobs);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let uploads = actix::Actor::start(UploadRegistry::new(staging.clone(), meta.clone(), threads));
+        let uploads =
+            actix::Actor::start(UploadRegistry::new(staging.clone(), meta.clone(), threads));
         let state = AppState {
             meta: meta.clone(),
             staging,
@@ -108,9 +113,9 @@ impl Node {
                     }
                 });
             })?;
-        let (addr, handle) = ready_rx
-            .recv()
-            .map_err(|_| NodeError::Io(std::io::Error::other("node thread died while starting")))??;
+        let (addr, handle) = ready_rx.recv().map_err(|_| {
+            NodeError::Io(std::io::Error::other("node thread died while starting"))
+        })??;
         Ok(SpawnedNode {
             addr,
             handle,

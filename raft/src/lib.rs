@@ -15,9 +15,7 @@ pub mod state;
 pub mod store;
 pub mod types;
 
-pub use command::{
-    BlobSource, Command, ManifestRecord, Response, UploadRecord,
-};
+pub use command::{BlobSource, Command, ManifestRecord, Response, UploadRecord};
 pub use config::RaftConfig;
 pub use error::MetaError;
 pub use meta::MetaStore;

@@ -24,7 +24,9 @@ pub struct MetaStore {
 
 impl std::fmt::Debug for MetaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetaStore").field("node_id", &self.node_id).finish()
+        f.debug_struct("MetaStore")
+            .field("node_id", &self.node_id)
+            .finish()
     }
 }
 
@@ -38,12 +40,10 @@ impl MetaStore {
     /// Opens the metadata store under `config.data_dir`, starts Raft, and
     /// bootstraps a one-member cluster on first start. Returns once this node leads.
     pub async fn open(config: &RaftConfig, node: NodeInfo) -> Result<Self, MetaError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            MetaError::Fatal(format!("create {}: {e}", config.data_dir.display()))
-        })?;
-        let (log, sm) = crate::store::open(&config.data_dir).map_err(|e| {
-            MetaError::Fatal(format!("open {}: {e}", config.data_dir.display()))
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| MetaError::Fatal(format!("create {}: {e}", config.data_dir.display())))?;
+        let (log, sm) = crate::store::open(&config.data_dir)
+            .map_err(|e| MetaError::Fatal(format!("open {}: {e}", config.data_dir.display())))?;
         let view = sm.view();
         let election_ms = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {

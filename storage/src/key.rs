@@ -78,7 +78,9 @@ mod tests {
         );
         let id = uuid::Uuid::nil();
         let part = ObjectKey::upload_part(&id, 42);
-        assert!(part.as_str().starts_with(ObjectKey::upload_prefix(&id).as_str()));
+        assert!(part
+            .as_str()
+            .starts_with(ObjectKey::upload_prefix(&id).as_str()));
         assert_eq!(part.part_offset(), Some(42));
         assert_eq!(key.part_offset(), None);
         assert!(ObjectKey::from_listing("a/../b").is_none());

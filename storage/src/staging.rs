@@ -66,7 +66,10 @@ impl Staging {
             if part.offset != expected {
                 return Err(StorageError::new(
                     ErrorKind::Internal,
-                    format!("upload {upload}: part at {} but expected {expected}", part.offset),
+                    format!(
+                        "upload {upload}: part at {} but expected {expected}",
+                        part.offset
+                    ),
                 ));
             }
             expected += part.size;
@@ -123,7 +126,13 @@ mod tests {
     }
 
     async fn read(store: &dyn BlobStore, key: &ObjectKey) -> Vec<u8> {
-        let chunks: Vec<Bytes> = store.get(key, None).await.unwrap().try_collect().await.unwrap();
+        let chunks: Vec<Bytes> = store
+            .get(key, None)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         chunks.concat()
     }
 
@@ -138,7 +147,10 @@ mod tests {
         assert_eq!(parts.len(), 2);
         let digest = Digest::sha256_of(b"hello world");
         staging.commit(&id, parts, &digest).await.unwrap();
-        assert_eq!(read(&*store, &ObjectKey::blob(&digest)).await, b"hello world");
+        assert_eq!(
+            read(&*store, &ObjectKey::blob(&digest)).await,
+            b"hello world"
+        );
         assert!(staging.parts(&id).await.unwrap().is_empty());
 
         let single = Uuid::new_v4();
@@ -147,7 +159,13 @@ mod tests {
         let parts = staging.parts(&single).await.unwrap();
         staging.commit(&single, parts, &digest).await.unwrap();
         assert_eq!(read(&*store, &ObjectKey::blob(&digest)).await, b"one");
-        assert_eq!(store.list(&ObjectKey::upload_prefix(&single)).await.unwrap(), vec![]);
+        assert_eq!(
+            store
+                .list(&ObjectKey::upload_prefix(&single))
+                .await
+                .unwrap(),
+            vec![]
+        );
     }
 
     #[tokio::test]

@@ -55,18 +55,31 @@ async fn put_get_head_delete(store: &dyn BlobStore) {
     let k = key(1);
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let chunks = data.chunks(70_000).map(<[u8]>::to_vec).collect();
-    assert_eq!(store.put(&k, body_of(chunks)).await.expect("put"), data.len() as u64);
+    assert_eq!(
+        store.put(&k, body_of(chunks)).await.expect("put"),
+        data.len() as u64
+    );
     assert_eq!(store.head(&k).await.expect("head").size, data.len() as u64);
     assert_eq!(read(store, &k, None).await, data);
     store.delete(&k).await.expect("delete");
     store.delete(&k).await.expect("delete is idempotent");
-    assert_eq!(store.head(&k).await.expect_err("gone").kind, ErrorKind::NotFound);
+    assert_eq!(
+        store.head(&k).await.expect_err("gone").kind,
+        ErrorKind::NotFound
+    );
 }
 
 async fn missing_objects_are_not_found(store: &dyn BlobStore) {
     let k = key(2);
-    assert_eq!(store.head(&k).await.expect_err("head").kind, ErrorKind::NotFound);
-    let err = store.get(&k, None).await.err().expect("get of a missing key fails");
+    assert_eq!(
+        store.head(&k).await.expect_err("head").kind,
+        ErrorKind::NotFound
+    );
+    let err = store
+        .get(&k, None)
+        .await
+        .err()
+        .expect("get of a missing key fails");
     assert_eq!(err.kind, ErrorKind::NotFound);
     let err = store.rename(&k, &key(3)).await.expect_err("rename");
     assert_eq!(err.kind, ErrorKind::NotFound);
@@ -78,9 +91,18 @@ async fn range_reads(store: &dyn BlobStore) {
         .put(&k, body_of(vec![b"0123456789".to_vec()]))
         .await
         .expect("put");
-    assert_eq!(read(store, &k, Some(ByteRange { start: 2, end: 5 })).await, b"234");
-    assert_eq!(read(store, &k, Some(ByteRange { start: 9, end: 10 })).await, b"9");
-    assert_eq!(read(store, &k, Some(ByteRange { start: 10, end: 10 })).await, b"");
+    assert_eq!(
+        read(store, &k, Some(ByteRange { start: 2, end: 5 })).await,
+        b"234"
+    );
+    assert_eq!(
+        read(store, &k, Some(ByteRange { start: 9, end: 10 })).await,
+        b"9"
+    );
+    assert_eq!(
+        read(store, &k, Some(ByteRange { start: 10, end: 10 })).await,
+        b""
+    );
     let err = store
         .get(&k, Some(ByteRange { start: 5, end: 11 }))
         .await
@@ -94,17 +116,32 @@ async fn failed_put_writes_nothing(store: &dyn BlobStore) {
     let k = key(5);
     let failing = futures::stream::iter(vec![
         Ok(Bytes::from_static(b"partial")),
-        Err(StorageError::new(ErrorKind::Unavailable, "client went away")),
+        Err(StorageError::new(
+            ErrorKind::Unavailable,
+            "client went away",
+        )),
     ])
     .boxed();
-    store.put(&k, failing).await.expect_err("put of a failing body fails");
-    assert_eq!(store.head(&k).await.expect_err("nothing written").kind, ErrorKind::NotFound);
+    store
+        .put(&k, failing)
+        .await
+        .expect_err("put of a failing body fails");
+    assert_eq!(
+        store.head(&k).await.expect_err("nothing written").kind,
+        ErrorKind::NotFound
+    );
 }
 
 async fn overwrite_is_whole(store: &dyn BlobStore) {
     let k = key(6);
-    store.put(&k, body_of(vec![b"first version".to_vec()])).await.expect("put");
-    store.put(&k, body_of(vec![b"second".to_vec()])).await.expect("put");
+    store
+        .put(&k, body_of(vec![b"first version".to_vec()]))
+        .await
+        .expect("put");
+    store
+        .put(&k, body_of(vec![b"second".to_vec()]))
+        .await
+        .expect("put");
     assert_eq!(read(store, &k, None).await, b"second");
     store.delete(&k).await.expect("delete");
 }
@@ -116,9 +153,15 @@ async fn list_by_prefix(store: &dyn BlobStore) {
     let b = ObjectKey::upload_part(&upload, 3);
     let c = ObjectKey::upload_part(&other, 0);
     for k in [&b, &a, &c] {
-        store.put(k, body_of(vec![b"abc".to_vec()])).await.expect("put");
+        store
+            .put(k, body_of(vec![b"abc".to_vec()]))
+            .await
+            .expect("put");
     }
-    let listed = store.list(&ObjectKey::upload_prefix(&upload)).await.expect("list");
+    let listed = store
+        .list(&ObjectKey::upload_prefix(&upload))
+        .await
+        .expect("list");
     let keys: Vec<_> = listed.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(keys, vec![a.clone(), b.clone()]);
     assert!(listed.iter().all(|(_, m)| m.size == 3));
@@ -136,10 +179,16 @@ async fn rename_moves(store: &dyn BlobStore) {
     let upload = uuid::Uuid::new_v4();
     let from = ObjectKey::upload_part(&upload, 0);
     let to = key(7);
-    store.put(&from, body_of(vec![b"moved".to_vec()])).await.expect("put");
+    store
+        .put(&from, body_of(vec![b"moved".to_vec()]))
+        .await
+        .expect("put");
     store.rename(&from, &to).await.expect("rename");
     assert_eq!(read(store, &to, None).await, b"moved");
-    assert_eq!(store.head(&from).await.expect_err("source gone").kind, ErrorKind::NotFound);
+    assert_eq!(
+        store.head(&from).await.expect_err("source gone").kind,
+        ErrorKind::NotFound
+    );
     store.delete(&to).await.expect("delete");
 }
 

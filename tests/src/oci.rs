@@ -68,14 +68,20 @@ impl Client {
     }
 
     pub async fn delete(&self, path: &str) -> Response {
-        self.request(Method::DELETE, path).send().await.expect("DELETE")
+        self.request(Method::DELETE, path)
+            .send()
+            .await
+            .expect("DELETE")
     }
 
     /// Pushes a blob in one `POST ?digest=`; panics unless 201.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = sha256(data);
         let response = self
-            .request(Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={digest}"))
+            .request(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            )
             .header("Content-Type", "application/octet-stream")
             .body(data.to_vec())
             .send()
@@ -136,7 +142,13 @@ impl Client {
         digest
     }
 
-    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Response {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Response {
         self.request(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
             .header("Content-Type", media_type)
             .body(body.to_vec())
@@ -146,20 +158,33 @@ impl Client {
     }
 
     /// Pushes config, layers and manifest under `tag`; returns the manifest's digest.
-    pub async fn push_image(&self, repo: &str, tag: &str, config: &[u8], layers: &[&[u8]]) -> String {
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        config: &[u8],
+        layers: &[&[u8]],
+    ) -> String {
         self.push_blob(repo, config).await;
         for layer in layers {
             self.push_blob(repo, layer).await;
         }
         let manifest = image_manifest(config, layers);
         let response = self.put_manifest(repo, tag, OCI_MANIFEST, &manifest).await;
-        assert_eq!(response.status(), StatusCode::CREATED, "PUT manifest {repo}:{tag}");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "PUT manifest {repo}:{tag}"
+        );
         sha256(&manifest)
     }
 
     pub async fn manifest(&self, repo: &str, reference: &str) -> Response {
         self.request(Method::GET, &format!("/v2/{repo}/manifests/{reference}"))
-            .header("Accept", format!("{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}"))
+            .header(
+                "Accept",
+                format!("{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}"),
+            )
             .send()
             .await
             .expect("GET manifest")
@@ -179,7 +204,10 @@ pub fn location(response: &Response) -> String {
 }
 
 pub fn header(response: &Response, name: &str) -> Option<String> {
-    response.headers().get(name).map(|v| v.to_str().expect("ascii header").to_owned())
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().expect("ascii header").to_owned())
 }
 
 /// The body as bytes.
@@ -190,5 +218,8 @@ pub async fn bytes(response: Response) -> Vec<u8> {
 /// The first error code of an OCI error envelope.
 pub async fn error_code(response: Response) -> String {
     let body: serde_json::Value = response.json().await.expect("error envelope is JSON");
-    body["errors"][0]["code"].as_str().expect("errors[0].code").to_owned()
+    body["errors"][0]["code"]
+        .as_str()
+        .expect("errors[0].code")
+        .to_owned()
 }

@@ -15,13 +15,18 @@ async fn fingerprint(client: &Client, blobs_dir: &Path) -> String {
         let tags: serde_json::Value = client.tags(repo).await.json().await.unwrap();
         for tag in tags["tags"].as_array().unwrap() {
             let response = client.manifest(repo, tag.as_str().unwrap()).await;
-            out.push_str(&format!("\n{repo}:{tag}={:?}", header(&response, "Docker-Content-Digest")));
+            out.push_str(&format!(
+                "\n{repo}:{tag}={:?}",
+                header(&response, "Docker-Content-Digest")
+            ));
         }
     }
     let mut files = Vec::new();
     let mut pending = vec![blobs_dir.join("blobs")];
     while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -77,73 +82,145 @@ async fn every_error_code_leaves_state_unchanged() {
             what: "upper-case repository name",
             status: StatusCode::BAD_REQUEST,
             code: "NAME_INVALID",
-            response: send(Method::POST, format!("/v2/Bad/blobs/uploads/?digest={}", sha256(b"x")), b"x".to_vec(), "application/octet-stream").await,
+            response: send(
+                Method::POST,
+                format!("/v2/Bad/blobs/uploads/?digest={}", sha256(b"x")),
+                b"x".to_vec(),
+                "application/octet-stream",
+            )
+            .await,
         },
         Case {
             what: "repository name over 255 characters",
             status: StatusCode::BAD_REQUEST,
             code: "NAME_INVALID",
-            response: send(Method::PUT, format!("/v2/{}/manifests/v1", "a".repeat(256)), oci::image_manifest(config, &[layer]), OCI_MANIFEST).await,
+            response: send(
+                Method::PUT,
+                format!("/v2/{}/manifests/v1", "a".repeat(256)),
+                oci::image_manifest(config, &[layer]),
+                OCI_MANIFEST,
+            )
+            .await,
         },
         Case {
             what: "invalid tag",
             status: StatusCode::BAD_REQUEST,
             code: "TAG_INVALID",
-            response: send(Method::PUT, "/v2/good/manifests/.hidden".into(), oci::image_manifest(config, &[layer]), OCI_MANIFEST).await,
+            response: send(
+                Method::PUT,
+                "/v2/good/manifests/.hidden".into(),
+                oci::image_manifest(config, &[layer]),
+                OCI_MANIFEST,
+            )
+            .await,
         },
         Case {
             what: "malformed digest",
             status: StatusCode::BAD_REQUEST,
             code: "DIGEST_INVALID",
-            response: send(Method::POST, "/v2/good/blobs/uploads/?digest=sha256:1234".into(), b"x".to_vec(), "application/octet-stream").await,
+            response: send(
+                Method::POST,
+                "/v2/good/blobs/uploads/?digest=sha256:1234".into(),
+                b"x".to_vec(),
+                "application/octet-stream",
+            )
+            .await,
         },
         Case {
             what: "monolithic blob whose bytes do not match the digest",
             status: StatusCode::BAD_REQUEST,
             code: "DIGEST_INVALID",
-            response: send(Method::POST, format!("/v2/good/blobs/uploads/?digest={wrong}"), b"x".to_vec(), "application/octet-stream").await,
+            response: send(
+                Method::POST,
+                format!("/v2/good/blobs/uploads/?digest={wrong}"),
+                b"x".to_vec(),
+                "application/octet-stream",
+            )
+            .await,
         },
         Case {
             what: "manifest whose bytes do not match the digest reference",
             status: StatusCode::BAD_REQUEST,
             code: "DIGEST_INVALID",
-            response: send(Method::PUT, format!("/v2/good/manifests/{wrong}"), oci::image_manifest(config, &[layer]), OCI_MANIFEST).await,
+            response: send(
+                Method::PUT,
+                format!("/v2/good/manifests/{wrong}"),
+                oci::image_manifest(config, &[layer]),
+                OCI_MANIFEST,
+            )
+            .await,
         },
         Case {
             what: "manifest that is not JSON",
             status: StatusCode::BAD_REQUEST,
             code: "MANIFEST_INVALID",
-            response: send(Method::PUT, "/v2/good/manifests/v2".into(), b"{not json".to_vec(), OCI_MANIFEST).await,
+            response: send(
+                Method::PUT,
+                "/v2/good/manifests/v2".into(),
+                b"{not json".to_vec(),
+                OCI_MANIFEST,
+            )
+            .await,
         },
         Case {
             what: "manifest missing its config",
             status: StatusCode::BAD_REQUEST,
             code: "MANIFEST_INVALID",
-            response: send(Method::PUT, "/v2/good/manifests/v2".into(), br#"{"schemaVersion":2,"layers":[]}"#.to_vec(), OCI_MANIFEST).await,
+            response: send(
+                Method::PUT,
+                "/v2/good/manifests/v2".into(),
+                br#"{"schemaVersion":2,"layers":[]}"#.to_vec(),
+                OCI_MANIFEST,
+            )
+            .await,
         },
         Case {
             what: "manifest whose mediaType contradicts Content-Type",
             status: StatusCode::BAD_REQUEST,
             code: "MANIFEST_INVALID",
-            response: send(Method::PUT, "/v2/good/manifests/v2".into(), oci::image_manifest(config, &[layer]), OCI_INDEX).await,
+            response: send(
+                Method::PUT,
+                "/v2/good/manifests/v2".into(),
+                oci::image_manifest(config, &[layer]),
+                OCI_INDEX,
+            )
+            .await,
         },
         Case {
             what: "manifest of an unsupported media type",
             status: StatusCode::BAD_REQUEST,
             code: "MANIFEST_INVALID",
-            response: send(Method::PUT, "/v2/good/manifests/v2".into(), br#"{"schemaVersion":2}"#.to_vec(), "application/vnd.example.unknown+json").await,
+            response: send(
+                Method::PUT,
+                "/v2/good/manifests/v2".into(),
+                br#"{"schemaVersion":2}"#.to_vec(),
+                "application/vnd.example.unknown+json",
+            )
+            .await,
         },
         Case {
             what: "manifest referencing a missing layer",
             status: StatusCode::BAD_REQUEST,
             code: "MANIFEST_BLOB_UNKNOWN",
-            response: send(Method::PUT, "/v2/good/manifests/v2".into(), oci::image_manifest(config, &[b"never pushed"]), OCI_MANIFEST).await,
+            response: send(
+                Method::PUT,
+                "/v2/good/manifests/v2".into(),
+                oci::image_manifest(config, &[b"never pushed"]),
+                OCI_MANIFEST,
+            )
+            .await,
         },
         Case {
             what: "manifest referencing a blob of another repository",
             status: StatusCode::BAD_REQUEST,
             code: "MANIFEST_BLOB_UNKNOWN",
-            response: send(Method::PUT, "/v2/other/manifests/v1".into(), oci::image_manifest(config, &[layer]), OCI_MANIFEST).await,
+            response: send(
+                Method::PUT,
+                "/v2/other/manifests/v1".into(),
+                oci::image_manifest(config, &[layer]),
+                OCI_MANIFEST,
+            )
+            .await,
         },
         Case {
             what: "index referencing a missing manifest",
@@ -165,19 +242,40 @@ async fn every_error_code_leaves_state_unchanged() {
             what: "manifest over 4 MiB",
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "SIZE_INVALID",
-            response: send(Method::PUT, "/v2/good/manifests/huge".into(), vec![b' '; (4 << 20) + 1], OCI_MANIFEST).await,
+            response: send(
+                Method::PUT,
+                "/v2/good/manifests/huge".into(),
+                vec![b' '; (4 << 20) + 1],
+                OCI_MANIFEST,
+            )
+            .await,
         },
         Case {
             what: "PATCH to an unknown upload",
             status: StatusCode::NOT_FOUND,
             code: "BLOB_UPLOAD_UNKNOWN",
-            response: send(Method::PATCH, format!("/v2/good/blobs/uploads/{}", "0f0e0d0c-0b0a-4908-8706-050403020100"), b"x".to_vec(), "application/octet-stream").await,
+            response: send(
+                Method::PATCH,
+                format!(
+                    "/v2/good/blobs/uploads/{}",
+                    "0f0e0d0c-0b0a-4908-8706-050403020100"
+                ),
+                b"x".to_vec(),
+                "application/octet-stream",
+            )
+            .await,
         },
         Case {
             what: "method not allowed on an endpoint",
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "UNSUPPORTED",
-            response: send(Method::POST, format!("/v2/good/blobs/{}", sha256(layer)), Vec::new(), "application/octet-stream").await,
+            response: send(
+                Method::POST,
+                format!("/v2/good/blobs/{}", sha256(layer)),
+                Vec::new(),
+                "application/octet-stream",
+            )
+            .await,
         },
         Case {
             what: "tags of an unknown repository",
@@ -208,24 +306,62 @@ async fn a_failed_upload_step_leaves_the_session_usable() {
         .send()
         .await
         .unwrap();
-    expect(&node, &before, Case { what: "malformed Content-Range", status: StatusCode::RANGE_NOT_SATISFIABLE, code: "RANGE_INVALID", response }).await;
+    expect(
+        &node,
+        &before,
+        Case {
+            what: "malformed Content-Range",
+            status: StatusCode::RANGE_NOT_SATISFIABLE,
+            code: "RANGE_INVALID",
+            response,
+        },
+    )
+    .await;
 
     let response = client.patch(&session, 3, &data[3..]).await;
-    assert_eq!(header(&response, "Range").as_deref(), Some("0-4"), "416 reports the real offset");
-    expect(&node, &before, Case { what: "overlapping chunk", status: StatusCode::RANGE_NOT_SATISFIABLE, code: "RANGE_INVALID", response }).await;
+    assert_eq!(
+        header(&response, "Range").as_deref(),
+        Some("0-4"),
+        "416 reports the real offset"
+    );
+    expect(
+        &node,
+        &before,
+        Case {
+            what: "overlapping chunk",
+            status: StatusCode::RANGE_NOT_SATISFIABLE,
+            code: "RANGE_INVALID",
+            response,
+        },
+    )
+    .await;
 
     let response = client.finish(&session, &sha256(b"01234"), None).await;
-    assert_eq!(response.status(), StatusCode::CREATED, "the session still finishes");
-    assert_eq!(oci::bytes(client.blob("sess", &sha256(b"01234")).await).await, b"01234");
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "the session still finishes"
+    );
+    assert_eq!(
+        oci::bytes(client.blob("sess", &sha256(b"01234")).await).await,
+        b"01234"
+    );
 
     let session = client.start_upload("sess").await;
     client.patch(&session, 0, b"abc").await;
     let response = client.finish(&session, &sha256(b"abd"), None).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(response).await, "DIGEST_INVALID");
-    assert_eq!(client.blob("sess", &sha256(b"abd")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        client.blob("sess", &sha256(b"abd")).await.status(),
+        StatusCode::NOT_FOUND
+    );
     let response = client.finish(&session, &sha256(b"abc"), None).await;
-    assert_eq!(response.status(), StatusCode::CREATED, "a wrong digest does not lose the upload");
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "a wrong digest does not lose the upload"
+    );
     let response = client.finish(&session, "sha256:bad", None).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }

@@ -1,4 +1,5 @@
 //! Black-box tests: real nodes over HTTP with real clients.
+#![allow(clippy::unwrap_used)]
 
 mod bad_input;
 mod oci_discovery;

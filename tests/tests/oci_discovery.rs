@@ -12,7 +12,9 @@ async fn tags_list_in_lexical_order_with_pagination() {
     for tag in ["a", "c", "d", "e"] {
         let response = client.manifest("disc", &manifest_digest).await;
         let body = response.bytes().await.unwrap();
-        let put = client.put_manifest("disc", tag, registry_tests::oci::OCI_MANIFEST, &body).await;
+        let put = client
+            .put_manifest("disc", tag, registry_tests::oci::OCI_MANIFEST, &body)
+            .await;
         assert_eq!(put.status(), StatusCode::CREATED);
     }
     let all: serde_json::Value = client.tags("disc").await.json().await.unwrap();
@@ -35,7 +37,12 @@ async fn tags_list_in_lexical_order_with_pagination() {
     let body: serde_json::Value = last.json().await.unwrap();
     assert_eq!(body["tags"], serde_json::json!(["e"]));
 
-    let none: serde_json::Value = client.get("/v2/disc/tags/list?n=0").await.json().await.unwrap();
+    let none: serde_json::Value = client
+        .get("/v2/disc/tags/list?n=0")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(none["tags"], serde_json::json!([]));
 
     let response = client.tags("no/such/repo").await;
@@ -51,7 +58,10 @@ async fn catalog_lists_repositories_with_pagination() {
         client.push_blob(repo, repo.as_bytes()).await;
     }
     let body: serde_json::Value = client.get("/v2/_catalog").await.json().await.unwrap();
-    assert_eq!(body["repositories"], serde_json::json!(["alpha/one", "alpha/two", "mid", "zeta"]));
+    assert_eq!(
+        body["repositories"],
+        serde_json::json!(["alpha/one", "alpha/two", "mid", "zeta"])
+    );
 
     let page = client.get("/v2/_catalog?n=3").await;
     assert_eq!(
@@ -59,7 +69,15 @@ async fn catalog_lists_repositories_with_pagination() {
         Some("</v2/_catalog?n=3&last=mid>; rel=\"next\"")
     );
     let body: serde_json::Value = page.json().await.unwrap();
-    assert_eq!(body["repositories"], serde_json::json!(["alpha/one", "alpha/two", "mid"]));
-    let body: serde_json::Value = client.get("/v2/_catalog?n=3&last=mid").await.json().await.unwrap();
+    assert_eq!(
+        body["repositories"],
+        serde_json::json!(["alpha/one", "alpha/two", "mid"])
+    );
+    let body: serde_json::Value = client
+        .get("/v2/_catalog?n=3&last=mid")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["repositories"], serde_json::json!(["zeta"]));
 }

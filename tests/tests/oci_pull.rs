@@ -10,24 +10,43 @@ async fn pull_manifest_by_tag_and_digest_returns_the_pushed_bytes() {
     let client = node.client();
     let response = client.get("/v2/").await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(&response, "Docker-Distribution-API-Version").as_deref(), Some("registry/2.0"));
+    assert_eq!(
+        header(&response, "Docker-Distribution-API-Version").as_deref(),
+        Some("registry/2.0")
+    );
 
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let layer = vec![7u8; 100_000];
-    let digest = client.push_image("library/app", "v1", config, &[&layer]).await;
+    let digest = client
+        .push_image("library/app", "v1", config, &[&layer])
+        .await;
     let expected = oci::image_manifest(config, &[&layer]);
 
     for reference in ["v1", digest.as_str()] {
         let response = client.manifest("library/app", reference).await;
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(header(&response, "Content-Type").as_deref(), Some(OCI_MANIFEST));
-        assert_eq!(header(&response, "Docker-Content-Digest").as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            header(&response, "Content-Type").as_deref(),
+            Some(OCI_MANIFEST)
+        );
+        assert_eq!(
+            header(&response, "Docker-Content-Digest").as_deref(),
+            Some(digest.as_str())
+        );
         assert_eq!(bytes(response).await, expected);
 
-        let head = client.head(&format!("/v2/library/app/manifests/{reference}")).await;
+        let head = client
+            .head(&format!("/v2/library/app/manifests/{reference}"))
+            .await;
         assert_eq!(head.status(), StatusCode::OK);
-        assert_eq!(header(&head, "Content-Length"), Some(expected.len().to_string()));
-        assert_eq!(header(&head, "Docker-Content-Digest").as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            header(&head, "Content-Length"),
+            Some(expected.len().to_string())
+        );
+        assert_eq!(
+            header(&head, "Docker-Content-Digest").as_deref(),
+            Some(digest.as_str())
+        );
     }
 }
 
@@ -40,15 +59,24 @@ async fn pull_blob_whole_and_by_range() {
 
     let response = client.blob("a/b/c", &digest).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(&response, "Content-Length"), Some(data.len().to_string()));
-    assert_eq!(header(&response, "Docker-Content-Digest"), Some(digest.clone()));
+    assert_eq!(
+        header(&response, "Content-Length"),
+        Some(data.len().to_string())
+    );
+    assert_eq!(
+        header(&response, "Docker-Content-Digest"),
+        Some(digest.clone())
+    );
     assert_eq!(header(&response, "Accept-Ranges").as_deref(), Some("bytes"));
     let body = bytes(response).await;
     assert_eq!(sha256(&body), digest, "served bytes hash to the digest");
 
     let head = client.head(&format!("/v2/a/b/c/blobs/{digest}")).await;
     assert_eq!(head.status(), StatusCode::OK);
-    assert_eq!(header(&head, "Content-Length"), Some(data.len().to_string()));
+    assert_eq!(
+        header(&head, "Content-Length"),
+        Some(data.len().to_string())
+    );
 
     let ranged = client
         .request(reqwest::Method::GET, &format!("/v2/a/b/c/blobs/{digest}"))
@@ -57,7 +85,10 @@ async fn pull_blob_whole_and_by_range() {
         .await
         .unwrap();
     assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(header(&ranged, "Content-Range").as_deref(), Some("bytes 1000-1999/1000000"));
+    assert_eq!(
+        header(&ranged, "Content-Range").as_deref(),
+        Some("bytes 1000-1999/1000000")
+    );
     assert_eq!(bytes(ranged).await, &data[1000..2000]);
 
     let suffix = client
@@ -76,7 +107,10 @@ async fn pull_blob_whole_and_by_range() {
         .await
         .unwrap();
     assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(header(&beyond, "Content-Range").as_deref(), Some("bytes */1000000"));
+    assert_eq!(
+        header(&beyond, "Content-Range").as_deref(),
+        Some("bytes */1000000")
+    );
 }
 
 #[tokio::test]
@@ -103,7 +137,10 @@ async fn unknown_content_is_404_with_its_code() {
 
     // A blob pushed to one repository is not visible through another.
     let digest = client.push_blob("one", b"private").await;
-    assert_eq!(client.blob("two", &digest).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        client.blob("two", &digest).await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]

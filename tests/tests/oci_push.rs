@@ -1,6 +1,8 @@
 //! The OCI "push" workflow: every way a blob and a manifest can arrive.
 
-use registry_tests::oci::{self, bytes, error_code, header, location, sha256, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use registry_tests::oci::{
+    self, bytes, error_code, header, location, sha256, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+};
 use registry_tests::TestNode;
 use reqwest::{Method, StatusCode};
 
@@ -11,14 +13,20 @@ async fn monolithic_post_and_session_put() {
     let data = b"monolithic blob".to_vec();
     let digest = sha256(&data);
     let response = client
-        .request(Method::POST, &format!("/v2/repo/blobs/uploads/?digest={digest}"))
+        .request(
+            Method::POST,
+            &format!("/v2/repo/blobs/uploads/?digest={digest}"),
+        )
         .body(data.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(location(&response), format!("/v2/repo/blobs/{digest}"));
-    assert_eq!(header(&response, "Docker-Content-Digest"), Some(digest.clone()));
+    assert_eq!(
+        header(&response, "Docker-Content-Digest"),
+        Some(digest.clone())
+    );
     assert_eq!(bytes(client.blob("repo", &digest).await).await, data);
 
     // POST then a single PUT carrying the whole body.
@@ -46,7 +54,9 @@ async fn chunked_upload_with_status_and_out_of_order_chunk() {
     let session = location(&response);
 
     // A chunk that does not start at the current offset is refused and changes nothing.
-    let response = client.patch(&session, 1_500_000, &data[1_500_000..2_000_000]).await;
+    let response = client
+        .patch(&session, 1_500_000, &data[1_500_000..2_000_000])
+        .await;
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(error_code(response).await, "RANGE_INVALID");
 
@@ -55,10 +65,14 @@ async fn chunked_upload_with_status_and_out_of_order_chunk() {
     assert_eq!(header(&status, "Range").as_deref(), Some("0-999999"));
     assert!(header(&status, "Docker-Upload-UUID").is_some());
 
-    let response = client.patch(&session, 1_000_000, &data[1_000_000..2_000_000]).await;
+    let response = client
+        .patch(&session, 1_000_000, &data[1_000_000..2_000_000])
+        .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     // The last chunk rides on the PUT.
-    let response = client.finish(&location(&response), &digest, Some(&data[2_000_000..])).await;
+    let response = client
+        .finish(&location(&response), &digest, Some(&data[2_000_000..]))
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body = bytes(client.blob("chunks", &digest).await).await;
     assert_eq!(body.len(), data.len());
@@ -75,7 +89,8 @@ async fn streamed_patch_without_content_range() {
     let data = vec![42u8; 2_500_000];
     let digest = sha256(&data);
     let session = client.start_upload("stream").await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
     let response = client
         .request(Method::PATCH, &session)
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
@@ -83,10 +98,16 @@ async fn streamed_patch_without_content_range() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(header(&response, "Range"), Some(format!("0-{}", data.len() - 1)));
+    assert_eq!(
+        header(&response, "Range"),
+        Some(format!("0-{}", data.len() - 1))
+    );
     let response = client.finish(&location(&response), &digest, None).await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(sha256(&bytes(client.blob("stream", &digest).await).await), digest);
+    assert_eq!(
+        sha256(&bytes(client.blob("stream", &digest).await).await),
+        digest
+    );
 }
 
 #[tokio::test]
@@ -97,7 +118,10 @@ async fn sha512_blobs() {
     let data = b"hashed with sha512".to_vec();
     let digest = format!("sha512:{}", hex::encode(Sha512::digest(&data)));
     let response = client
-        .request(Method::POST, &format!("/v2/long/blobs/uploads/?digest={digest}"))
+        .request(
+            Method::POST,
+            &format!("/v2/long/blobs/uploads/?digest={digest}"),
+        )
         .body(data.clone())
         .send()
         .await
@@ -121,18 +145,27 @@ async fn cross_repository_mount_and_fallback() {
     let digest = client.push_blob("source", b"shared layer").await;
 
     let response = client
-        .request(Method::POST, &format!("/v2/target/blobs/uploads/?mount={digest}&from=source"))
+        .request(
+            Method::POST,
+            &format!("/v2/target/blobs/uploads/?mount={digest}&from=source"),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(location(&response), format!("/v2/target/blobs/{digest}"));
-    assert_eq!(bytes(client.blob("target", &digest).await).await, b"shared layer");
+    assert_eq!(
+        bytes(client.blob("target", &digest).await).await,
+        b"shared layer"
+    );
 
     // Not mountable: the registry opens an ordinary session instead.
     let missing = sha256(b"not anywhere");
     let response = client
-        .request(Method::POST, &format!("/v2/target/blobs/uploads/?mount={missing}&from=source"))
+        .request(
+            Method::POST,
+            &format!("/v2/target/blobs/uploads/?mount={missing}&from=source"),
+        )
         .send()
         .await
         .unwrap();
@@ -147,11 +180,17 @@ async fn cancel_upload() {
     let session = client.start_upload("cancel").await;
     let response = client.patch(&session, 0, b"abandoned").await;
     let session = location(&response);
-    assert_eq!(client.delete(&session).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        client.delete(&session).await.status(),
+        StatusCode::NO_CONTENT
+    );
     let response = client.get(&session).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(response).await, "BLOB_UPLOAD_UNKNOWN");
-    assert_eq!(client.patch(&session, 9, b"more").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        client.patch(&session, 9, b"more").await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -171,19 +210,31 @@ async fn manifests_of_every_media_type() {
         "layers": [oci::descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", layer)],
     }))
     .unwrap();
-    let response = client.put_manifest("types", "docker", DOCKER_MANIFEST, &docker).await;
+    let response = client
+        .put_manifest("types", "docker", DOCKER_MANIFEST, &docker)
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let response = client.manifest("types", "docker").await;
-    assert_eq!(header(&response, "Content-Type").as_deref(), Some(DOCKER_MANIFEST));
+    assert_eq!(
+        header(&response, "Content-Type").as_deref(),
+        Some(DOCKER_MANIFEST)
+    );
     assert_eq!(bytes(response).await, docker);
 
     // OCI manifest by digest, with odd whitespace: the stored bytes are the sent bytes.
-    let oci_manifest = String::from_utf8(oci::image_manifest(config, &[layer])).unwrap().replace(",", " ,\n ");
+    let oci_manifest = String::from_utf8(oci::image_manifest(config, &[layer]))
+        .unwrap()
+        .replace(",", " ,\n ");
     let digest = sha256(oci_manifest.as_bytes());
-    let response = client.put_manifest("types", &digest, OCI_MANIFEST, oci_manifest.as_bytes()).await;
+    let response = client
+        .put_manifest("types", &digest, OCI_MANIFEST, oci_manifest.as_bytes())
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(location(&response), format!("/v2/types/manifests/{digest}"));
-    assert_eq!(bytes(client.manifest("types", &digest).await).await, oci_manifest.as_bytes());
+    assert_eq!(
+        bytes(client.manifest("types", &digest).await).await,
+        oci_manifest.as_bytes()
+    );
 
     // An index over both, tagged.
     let index = serde_json::to_vec(&serde_json::json!({
@@ -192,7 +243,9 @@ async fn manifests_of_every_media_type() {
         "manifests": [oci::descriptor(OCI_MANIFEST, oci_manifest.as_bytes()), oci::descriptor(DOCKER_MANIFEST, &docker)],
     }))
     .unwrap();
-    let response = client.put_manifest("types", "multi", OCI_INDEX, &index).await;
+    let response = client
+        .put_manifest("types", "multi", OCI_INDEX, &index)
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(bytes(client.manifest("types", "multi").await).await, index);
 
@@ -207,11 +260,21 @@ async fn manifests_of_every_media_type() {
         "layers": [oci::descriptor("application/octet-stream", layer)],
     }))
     .unwrap();
-    let response = client.put_manifest("types", "artifact", OCI_MANIFEST, &artifact).await;
+    let response = client
+        .put_manifest("types", "artifact", OCI_MANIFEST, &artifact)
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
 
     // Re-tagging moves the tag.
-    let response = client.put_manifest("types", "docker", OCI_MANIFEST, oci_manifest.as_bytes()).await;
+    let response = client
+        .put_manifest("types", "docker", OCI_MANIFEST, oci_manifest.as_bytes())
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(header(&client.manifest("types", "docker").await, "Docker-Content-Digest"), Some(digest));
+    assert_eq!(
+        header(
+            &client.manifest("types", "docker").await,
+            "Docker-Content-Digest"
+        ),
+        Some(digest)
+    );
 }

@@ -9,7 +9,9 @@ async fn pushed_content_survives_a_restart() {
     let mut node = TestNode::start();
     let client = node.client();
     let layer = vec![3u8; 300_000];
-    let digest = client.push_image("durable/app", "v1", b"{\"a\":1}", &[&layer]).await;
+    let digest = client
+        .push_image("durable/app", "v1", b"{\"a\":1}", &[&layer])
+        .await;
     tokio::task::block_in_place(|| node.restart());
 
     let response = client.manifest("durable/app", "v1").await;
@@ -39,5 +41,8 @@ async fn an_upload_resumes_after_a_restart() {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let response = client.finish(&location(&response), &digest, None).await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(sha256(&bytes(client.blob("resume", &digest).await).await), digest);
+    assert_eq!(
+        sha256(&bytes(client.blob("resume", &digest).await).await),
+        digest
+    );
 }

@@ -42,10 +42,14 @@ fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> String {
     .unwrap();
     let mut manifest_descriptor = put(&manifest);
     manifest_descriptor["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
-    manifest_descriptor["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": tag });
+    manifest_descriptor["annotations"] =
+        serde_json::json!({ "org.opencontainers.image.ref.name": tag });
     std::fs::write(
         dir.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({ "schemaVersion": 2, "manifests": [manifest_descriptor] })).unwrap(),
+        serde_json::to_vec(
+            &serde_json::json!({ "schemaVersion": 2, "manifests": [manifest_descriptor] }),
+        )
+        .unwrap(),
     )
     .unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
@@ -71,7 +75,10 @@ fn layout_blobs(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
         })
         .collect();
     files.sort();
@@ -84,7 +91,11 @@ async fn skopeo_copies_an_image_in_and_out_unchanged() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("source");
     let layers: Vec<Vec<u8>> = (0..4u32)
-        .map(|i| (0..(200_000 * (i + 1))).map(|j| (j.wrapping_mul(31).wrapping_add(i)) as u8).collect())
+        .map(|i| {
+            (0..(200_000 * (i + 1)))
+                .map(|j| (j.wrapping_mul(31).wrapping_add(i)) as u8)
+                .collect()
+        })
         .collect();
     let manifest_digest = write_layout(&source, "v1", &layers);
     let image = format!("docker://{}/skopeo/multi:v1", node.host());
@@ -92,15 +103,22 @@ async fn skopeo_copies_an_image_in_and_out_unchanged() {
     let src = format!("oci:{}:v1", source.display());
     let node_ref = image.clone();
     tokio::task::spawn_blocking(move || {
-        skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", &src, &node_ref]);
+        skopeo(&[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &src,
+            &node_ref,
+        ]);
     })
     .await
     .unwrap();
 
     let node_ref = image.clone();
-    let inspected = tokio::task::spawn_blocking(move || skopeo(&["inspect", "--tls-verify=false", &node_ref]))
-        .await
-        .unwrap();
+    let inspected =
+        tokio::task::spawn_blocking(move || skopeo(&["inspect", "--tls-verify=false", &node_ref]))
+            .await
+            .unwrap();
     let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
     assert_eq!(inspected["Digest"], manifest_digest.as_str());
     let expected_layers: Vec<_> = layers.iter().map(|l| sha256(l)).collect();
@@ -110,12 +128,22 @@ async fn skopeo_copies_an_image_in_and_out_unchanged() {
     let dst = format!("oci:{}:v1", copy.display());
     let node_ref = image.clone();
     tokio::task::spawn_blocking(move || {
-        skopeo(&["copy", "--preserve-digests", "--src-tls-verify=false", &node_ref, &dst]);
+        skopeo(&[
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &node_ref,
+            &dst,
+        ]);
     })
     .await
     .unwrap();
     let out = layout_blobs(&copy);
-    assert_eq!(out, layout_blobs(&source), "every blob comes back byte for byte");
+    assert_eq!(
+        out,
+        layout_blobs(&source),
+        "every blob comes back byte for byte"
+    );
     for (name, data) in &out {
         assert_eq!(sha256(data), format!("sha256:{name}"));
     }

@@ -55,7 +55,10 @@ pub async fn get(
         .insert_header(("ETag", format!("\"{digest}\"")));
     let length = range.map_or(blob.size, |r| r.len());
     if head {
-        return Ok(response.body(SizedStream::new(length, futures::stream::empty::<Result<bytes::Bytes, storage::StorageError>>())));
+        return Ok(response.body(SizedStream::new(
+            length,
+            futures::stream::empty::<Result<bytes::Bytes, storage::StorageError>>(),
+        )));
     }
     let stream = state.blobs().get(&ObjectKey::blob(digest), range).await?;
     Ok(response.body(SizedStream::new(length, stream)))
@@ -63,7 +66,10 @@ pub async fn get(
 
 pub async fn delete(state: &AppState, name: &RepoName, digest: &Digest) -> ApiResult<HttpResponse> {
     if !state.config.delete_enabled {
-        return Err(ApiError::new(ErrorCode::Unsupported, "deletes are disabled"));
+        return Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "deletes are disabled",
+        ));
     }
     let command = Command::UnlinkBlob {
         repo: name.to_string(),
@@ -71,7 +77,10 @@ pub async fn delete(state: &AppState, name: &RepoName, digest: &Digest) -> ApiRe
     };
     match state.meta.propose(command).await? {
         Response::Done => Ok(HttpResponse::Accepted().finish()),
-        _ => Err(ApiError::new(ErrorCode::BlobUnknown, format!("{digest} is not in {name}"))),
+        _ => Err(ApiError::new(
+            ErrorCode::BlobUnknown,
+            format!("{digest} is not in {name}"),
+        )),
     }
 }
 
@@ -98,14 +107,18 @@ fn parse_range(raw: &str, size: u64) -> RangeRequest {
     let (start, end) = match (first.trim().is_empty(), last.trim().is_empty()) {
         (true, true) => return RangeRequest::Ignored,
         (true, false) => {
-            let Some(suffix) = number(last) else { return RangeRequest::Ignored };
+            let Some(suffix) = number(last) else {
+                return RangeRequest::Ignored;
+            };
             if suffix == 0 {
                 return RangeRequest::Unsatisfiable;
             }
             (size.saturating_sub(suffix), size)
         }
         (false, open_end) => {
-            let Some(start) = number(first) else { return RangeRequest::Ignored };
+            let Some(start) = number(first) else {
+                return RangeRequest::Ignored;
+            };
             let end = if open_end {
                 size
             } else {
@@ -135,7 +148,10 @@ mod tests {
         assert_eq!(parse_range("bytes=-10", 100), r(90, 100));
         assert_eq!(parse_range("bytes=50-500", 100), r(50, 100));
         assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range("bytes=200-300", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(
+            parse_range("bytes=200-300", 100),
+            RangeRequest::Unsatisfiable
+        );
         assert_eq!(parse_range("bytes=5-1", 100), RangeRequest::Ignored);
         assert_eq!(parse_range("items=0-1", 100), RangeRequest::Ignored);
         assert_eq!(parse_range("bytes=0-1,3-4", 100), RangeRequest::Ignored);

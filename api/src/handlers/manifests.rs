@@ -20,13 +20,22 @@ pub async fn put(
     reference: &Reference,
 ) -> ApiResult<HttpResponse> {
     let limit = state.config.max_manifest_bytes;
-    let too_large = || ApiError::new(ErrorCode::ManifestTooLarge, format!("manifests are limited to {limit} bytes"));
-    if header(req, "Content-Length").and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > limit) {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::ManifestTooLarge,
+            format!("manifests are limited to {limit} bytes"),
+        )
+    };
+    if header(req, "Content-Length")
+        .and_then(|l| l.parse::<usize>().ok())
+        .is_some_and(|l| l > limit)
+    {
         return Err(too_large());
     }
     let mut bytes = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::ManifestInvalid, format!("body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::new(ErrorCode::ManifestInvalid, format!("body: {e}")))?;
         if bytes.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -77,7 +86,12 @@ pub async fn put(
                 format!("{missing} is not in {name}"),
             ))
         }
-        other => return Err(ApiError::new(ErrorCode::Unknown, format!("put manifest: {other:?}"))),
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::Unknown,
+                format!("put manifest: {other:?}"),
+            ))
+        }
     }
     let mut response = HttpResponse::Created();
     response
@@ -99,7 +113,10 @@ pub async fn get(
     let view = state.meta.read().await?;
     let unknown = || -> ApiResult<ApiError> {
         Ok(if view.repo_exists(name.as_str())? {
-            ApiError::new(ErrorCode::ManifestUnknown, format!("{reference} is not in {name}"))
+            ApiError::new(
+                ErrorCode::ManifestUnknown,
+                format!("{reference} is not in {name}"),
+            )
         } else {
             ApiError::new(ErrorCode::NameUnknown, format!("no repository {name}"))
         })
@@ -117,7 +134,10 @@ pub async fn get(
     if !accepts(header(req, "Accept"), &record.media_type) {
         return Err(ApiError::new(
             ErrorCode::ManifestUnknown,
-            format!("{reference} is a {}, which the request's Accept header excludes", record.media_type),
+            format!(
+                "{reference} is a {}, which the request's Accept header excludes",
+                record.media_type
+            ),
         ));
     }
     let mut response = HttpResponse::Ok();
@@ -127,7 +147,10 @@ pub async fn get(
         .insert_header(("ETag", format!("\"{digest}\"")));
     if head {
         let size = record.bytes.len() as u64;
-        return Ok(response.body(SizedStream::new(size, futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())));
+        return Ok(response.body(SizedStream::new(
+            size,
+            futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>(),
+        )));
     }
     Ok(response.body(record.bytes))
 }
@@ -142,14 +165,27 @@ fn accepts(accept: Option<&str>, media_type: &str) -> bool {
         .map(|t| t.split(';').next().unwrap_or_default().trim())
         .collect();
     let names_manifests = types.iter().any(|t| {
-        [manifest::OCI_MANIFEST, manifest::OCI_INDEX, manifest::DOCKER_MANIFEST, manifest::DOCKER_LIST].contains(t)
+        [
+            manifest::OCI_MANIFEST,
+            manifest::OCI_INDEX,
+            manifest::DOCKER_MANIFEST,
+            manifest::DOCKER_LIST,
+        ]
+        .contains(t)
     });
     !names_manifests || types.iter().any(|t| *t == media_type || *t == "*/*")
 }
 
-pub async fn delete(state: &AppState, name: &RepoName, reference: &Reference) -> ApiResult<HttpResponse> {
+pub async fn delete(
+    state: &AppState,
+    name: &RepoName,
+    reference: &Reference,
+) -> ApiResult<HttpResponse> {
     if !state.config.delete_enabled {
-        return Err(ApiError::new(ErrorCode::Unsupported, "deletes are disabled"));
+        return Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "deletes are disabled",
+        ));
     }
     let command = match reference {
         Reference::Digest(digest) => Command::DeleteManifest {
@@ -163,10 +199,12 @@ pub async fn delete(state: &AppState, name: &RepoName, reference: &Reference) ->
     };
     match state.meta.propose(command).await? {
         Response::Done => Ok(HttpResponse::Accepted().finish()),
-        _ => Err(ApiError::new(ErrorCode::ManifestUnknown, format!("{reference} is not in {name}"))),
+        _ => Err(ApiError::new(
+            ErrorCode::ManifestUnknown,
+            format!("{reference} is not in {name}"),
+        )),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -179,6 +217,9 @@ mod tests {
         assert!(accepts(Some("application/json"), manifest::DOCKER_MANIFEST));
         let docker_only = "application/vnd.docker.distribution.manifest.v2+json";
         assert!(!accepts(Some(docker_only), manifest::OCI_INDEX));
-        assert!(accepts(Some(&format!("{docker_only}, {}", manifest::OCI_INDEX)), manifest::OCI_INDEX));
+        assert!(accepts(
+            Some(&format!("{docker_only}, {}", manifest::OCI_INDEX)),
+            manifest::OCI_INDEX
+        ));
     }
 }

@@ -9,7 +9,12 @@ use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse};
 use storage::Digest;
 
-pub async fn list(state: &AppState, req: &HttpRequest, name: &RepoName, subject: &Digest) -> ApiResult<HttpResponse> {
+pub async fn list(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &RepoName,
+    subject: &Digest,
+) -> ApiResult<HttpResponse> {
     let filter = query(req).get("artifactType").cloned();
     let view = state.meta.read().await?;
     let referrers = view.referrers(name.as_str(), subject)?;

@@ -10,7 +10,10 @@ pub async fn list(state: &AppState, req: &HttpRequest, name: &RepoName) -> ApiRe
     let page = page(req)?;
     let view = state.meta.read().await?;
     if !view.repo_exists(name.as_str())? {
-        return Err(ApiError::new(ErrorCode::NameUnknown, format!("no repository {name}")));
+        return Err(ApiError::new(
+            ErrorCode::NameUnknown,
+            format!("no repository {name}"),
+        ));
     }
     let limit = page.n.unwrap_or(usize::MAX);
     let mut tags = view.tags(name.as_str(), page.last.as_deref(), limit.saturating_add(1))?;

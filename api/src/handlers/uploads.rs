@@ -29,7 +29,10 @@ pub async fn start(
     } else if let Some(raw) = q.get("digest") {
         let digest = parse_digest(raw)?;
         let (forward, body) = pump(payload);
-        let (_, stored) = futures::join!(forward, upload::store_blob(state, name.as_str(), &digest, body));
+        let (_, stored) = futures::join!(
+            forward,
+            upload::store_blob(state, name.as_str(), &digest, body)
+        );
         stored?;
         return Ok(blob_created(name, &digest));
     }
@@ -51,7 +54,12 @@ pub async fn start(
     Ok(upload_accepted(name, id, 0))
 }
 
-async fn mount_blob(state: &AppState, name: &RepoName, from: &RepoName, digest: &Digest) -> ApiResult<bool> {
+async fn mount_blob(
+    state: &AppState,
+    name: &RepoName,
+    from: &RepoName,
+    digest: &Digest,
+) -> ApiResult<bool> {
     let view = state.meta.read().await?;
     let Some(blob) = view.blob_in_repo(from.as_str(), digest)? else {
         return Ok(false);
@@ -60,7 +68,9 @@ async fn mount_blob(state: &AppState, name: &RepoName, from: &RepoName, digest: 
         repo: name.to_string(),
         digest: digest.clone(),
         size: blob.size,
-        source: BlobSource::Mount { from: from.to_string() },
+        source: BlobSource::Mount {
+            from: from.to_string(),
+        },
         at_ms: now_ms(),
     };
     Ok(state.meta.propose(command).await? == Response::Done)
@@ -121,17 +131,27 @@ pub async fn finish(
 ) -> ApiResult<HttpResponse> {
     let q = query(req);
     let Some(raw) = q.get("digest") else {
-        return Err(ApiError::new(ErrorCode::DigestInvalid, "digest query parameter is required"));
+        return Err(ApiError::new(
+            ErrorCode::DigestInvalid,
+            "digest query parameter is required",
+        ));
     };
     let digest = parse_digest(raw)?;
     let addr = session(state, name, id).await?;
     let size = if has_body(req) {
         let (forward, body) = pump(payload);
-        let message = Finish { digest: digest.clone(), body: Some(body) };
+        let message = Finish {
+            digest: digest.clone(),
+            body: Some(body),
+        };
         let (_, size) = futures::join!(forward, addr.send(message));
         size??
     } else {
-        addr.send(Finish { digest: digest.clone(), body: None }).await??
+        addr.send(Finish {
+            digest: digest.clone(),
+            body: None,
+        })
+        .await??
     };
     tracing::debug!(repo = %name, %digest, size, "blob upload finished");
     Ok(blob_created(name, &digest))
@@ -151,7 +171,10 @@ fn has_body(req: &HttpRequest) -> bool {
 
 /// `Content-Range: <start>-<end>` (the spec's form; `bytes ` prefix tolerated).
 fn parse_content_range(raw: &str) -> ApiResult<u64> {
-    let spec = raw.trim().trim_start_matches("bytes ").trim_start_matches("bytes=");
+    let spec = raw
+        .trim()
+        .trim_start_matches("bytes ")
+        .trim_start_matches("bytes=");
     let spec = spec.split('/').next().unwrap_or_default();
     let parsed = spec
         .split_once('-')
@@ -190,7 +213,13 @@ mod tests {
         assert_eq!(parse_content_range("0-99").unwrap(), 0);
         assert_eq!(parse_content_range("100-199").unwrap(), 100);
         assert_eq!(parse_content_range("bytes 5-9/10").unwrap(), 5);
-        assert_eq!(parse_content_range("9-5").unwrap_err().code, ErrorCode::RangeInvalid);
-        assert_eq!(parse_content_range("x").unwrap_err().code, ErrorCode::RangeInvalid);
+        assert_eq!(
+            parse_content_range("9-5").unwrap_err().code,
+            ErrorCode::RangeInvalid
+        );
+        assert_eq!(
+            parse_content_range("x").unwrap_err().code,
+            ErrorCode::RangeInvalid
+        );
     }
 }

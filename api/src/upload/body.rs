@@ -20,7 +20,8 @@ pub fn pump(mut payload: web::Payload) -> (impl std::future::Future<Output = ()>
     let forward = async move {
         while let Some(chunk) = payload.next().await {
             let item = chunk.map_err(|e| {
-                StorageError::new(ErrorKind::Unavailable, "request body interrupted").with_source(e.to_string())
+                StorageError::new(ErrorKind::Unavailable, "request body interrupted")
+                    .with_source(e.to_string())
             });
             let failed = item.is_err();
             if tx.send(item).await.is_err() || failed {
@@ -37,5 +38,7 @@ pub fn into_stream(body: Body) -> ByteStream {
 }
 
 fn receiver_stream(body: Body) -> impl Stream<Item = Result<Bytes, StorageError>> {
-    futures::stream::unfold(body, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+    futures::stream::unfold(body, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }

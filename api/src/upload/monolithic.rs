@@ -12,7 +12,12 @@ use uuid::Uuid;
 
 /// Streams `body` into staging while hashing it, verifies it against
 /// `digest`, moves it to its content address and records it in `repo`.
-pub async fn store_blob(state: &AppState, repo: &str, digest: &Digest, body: Body) -> ApiResult<u64> {
+pub async fn store_blob(
+    state: &AppState,
+    repo: &str,
+    digest: &Digest,
+    body: Body,
+) -> ApiResult<u64> {
     let id = Uuid::new_v4();
     let hasher = Arc::new(Mutex::new(Hasher::new(digest.algorithm())));
     let hashing = hasher.clone();
@@ -54,6 +59,9 @@ pub async fn store_blob(state: &AppState, repo: &str, digest: &Digest, body: Bod
     };
     match state.meta.propose(command).await? {
         Response::Done => Ok(size),
-        other => Err(ApiError::new(ErrorCode::Unknown, format!("commit blob: {other:?}"))),
+        other => Err(ApiError::new(
+            ErrorCode::Unknown,
+            format!("commit blob: {other:?}"),
+        )),
     }
 }

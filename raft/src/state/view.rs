@@ -97,7 +97,10 @@ impl StateView {
         for item in self.tree.scan_prefix(&prefix) {
             let (key, value) = item?;
             if let Some(digest) = parse_digest(&value) {
-                out.push((String::from_utf8_lossy(&key[prefix.len()..]).into_owned(), digest));
+                out.push((
+                    String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                    digest,
+                ));
             }
         }
         Ok(out)

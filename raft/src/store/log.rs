@@ -144,8 +144,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Durability of `committed` is an optimization (faster catch-up after a
         // restart), so it is written without its own flush.
-        let bytes = encode(&committed)
-            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, &e))?;
+        let bytes =
+            encode(&committed).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, &e))?;
         self.raft
             .insert(COMMITTED, bytes)
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, &e))?;
@@ -158,7 +158,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -197,7 +201,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Record the purge point first: a crash between the two steps leaves
         // extra entries, never a gap the log state does not know about.
-        self.write_meta(LAST_PURGED, &log_id, ErrorSubject::Store).await?;
+        self.write_meta(LAST_PURGED, &log_id, ErrorSubject::Store)
+            .await?;
         let mut batch = sled::Batch::default();
         for item in self.log.range(..=index_key(log_id.index)) {
             let (key, _) = item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, &e))?;

@@ -91,7 +91,10 @@ impl StateMachine {
             EntryPayload::Membership(membership) => {
                 let mut batch = sled::Batch::default();
                 let stored = StoredMembership::new(Some(entry.log_id), membership.clone());
-                batch.insert(keys::MEMBERSHIP, encode(&stored).map_err(|e| Self::write_error(&e))?);
+                batch.insert(
+                    keys::MEMBERSHIP,
+                    encode(&stored).map_err(|e| Self::write_error(&e))?,
+                );
                 (batch, Response::Done)
             }
         };
@@ -138,9 +141,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let (last_applied, membership, data) = {
             let _guard = self.lock();
             let (last_applied, membership) = self.read_bookkeeping()?;
-            let data = self.view.export().map_err(|e| {
-                io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, &e)
-            })?;
+            let data = self
+                .view
+                .export()
+                .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, &e))?;
             (last_applied, membership, data)
         };
         let snapshot_id = match last_applied {
@@ -218,7 +222,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 encode(&meta.last_membership).map_err(|e| snapshot_error(&e))?,
             );
             if let Some(last) = &meta.last_log_id {
-                batch.insert(keys::LAST_APPLIED, encode(last).map_err(|e| snapshot_error(&e))?);
+                batch.insert(
+                    keys::LAST_APPLIED,
+                    encode(last).map_err(|e| snapshot_error(&e))?,
+                );
             }
             tree.apply_batch(batch).map_err(|e| snapshot_error(&e))?;
         }

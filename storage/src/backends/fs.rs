@@ -43,7 +43,11 @@ impl FsStore {
     }
 
     async fn write_temp(&self, body: ByteStream) -> Result<(TempFile, u64)> {
-        let temp = TempFile(self.root.join(TMP_DIR).join(uuid::Uuid::new_v4().to_string()));
+        let temp = TempFile(
+            self.root
+                .join(TMP_DIR)
+                .join(uuid::Uuid::new_v4().to_string()),
+        );
         let file = tokio::fs::File::create(&temp.0)
             .await
             .map_err(|e| StorageError::io("create temp file", e))?;
@@ -84,7 +88,9 @@ impl FsStore {
             .map_err(|e| StorageError::io(format!("rename to {}", to.display()), e))?;
         tokio::task::spawn_blocking(move || std::fs::File::open(&parent)?.sync_all())
             .await
-            .map_err(|e| StorageError::new(ErrorKind::Internal, "fsync task failed").with_source(e))?
+            .map_err(|e| {
+                StorageError::new(ErrorKind::Internal, "fsync task failed").with_source(e)
+            })?
             .map_err(|e| StorageError::io("fsync directory", e))
     }
 }
@@ -145,9 +151,11 @@ impl BlobStore for FsStore {
         }
         let key = key.to_string();
         let reader = file.take(range.len());
-        Ok(tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
-            .map(move |r| r.map_err(|e| StorageError::io(key.clone(), e)))
-            .boxed())
+        Ok(
+            tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+                .map(move |r| r.map_err(|e| StorageError::io(key.clone(), e)))
+                .boxed(),
+        )
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
@@ -181,7 +189,9 @@ impl BlobStore for FsStore {
         let prefix = prefix.as_str().to_owned();
         tokio::task::spawn_blocking(move || list_blocking(&root, &prefix))
             .await
-            .map_err(|e| StorageError::new(ErrorKind::Internal, "list task failed").with_source(e))?
+            .map_err(|e| {
+                StorageError::new(ErrorKind::Internal, "list task failed").with_source(e)
+            })?
     }
 
     async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
