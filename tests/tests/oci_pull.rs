@@ -163,3 +163,18 @@ async fn accept_negotiation_excludes_unaccepted_manifest_types() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn accept_may_come_as_one_header_per_type() {
+    let node = TestNode::start();
+    let client = node.client();
+    client.push_image("multi", "v1", b"{}", &[b"layer"]).await;
+    let response = client
+        .request(reqwest::Method::GET, "/v2/multi/manifests/v1")
+        .header("Accept", oci::DOCKER_MANIFEST)
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -131,7 +131,14 @@ pub async fn get(
     let Some(record) = view.manifest(name.as_str(), &digest)? else {
         return Err(unknown()?);
     };
-    if !accepts(header(req, "Accept"), &record.media_type) {
+    // Clients may send one Accept header per type (containers/image does).
+    let accept: Vec<&str> = req
+        .headers()
+        .get_all("Accept")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let accept = (!accept.is_empty()).then(|| accept.join(","));
+    if !accepts(accept.as_deref(), &record.media_type) {
         return Err(ApiError::new(
             ErrorCode::ManifestUnknown,
             format!(
