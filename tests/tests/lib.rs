@@ -7,6 +7,7 @@ mod oci_discovery;
 mod oci_management;
 mod oci_pull;
 mod oci_push;
+mod oras;
 mod podman;
 mod referrers;
 mod restart;
