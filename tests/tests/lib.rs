@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod docker;
 mod oci_client;
 mod oci_discovery;
 mod oci_management;
