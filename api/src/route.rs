@@ -114,6 +114,11 @@ impl Route {
     /// Parses a request line. Unknown paths are `NOT_FOUND`; a known path with
     /// a method it does not serve is `UNSUPPORTED` (405).
     pub fn parse(method: &Method, path: &str) -> ApiResult<Route> {
+        if path == "/v2" {
+            return on(method, path, &[Method::GET, Method::HEAD], || {
+                Ok(Route::Base)
+            });
+        }
         let Some(rest) = path.strip_prefix("/v2/") else {
             return Err(not_found(path));
         };
@@ -266,6 +271,7 @@ mod tests {
         let n = "a/b/c";
         let rows: Vec<(Method, String, Route)> = vec![
             (Method::GET, "/v2/".into(), Route::Base),
+            (Method::GET, "/v2".into(), Route::Base),
             (
                 Method::GET,
                 format!("/v2/{n}/blobs/{d}"),

@@ -10,11 +10,18 @@ use actix::prelude::*;
 use futures::TryStreamExt;
 use raft::{BlobSource, Command, MetaStore, Response};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use storage::{Algorithm, Digest, Hasher, Staging};
 use uuid::Uuid;
 
+/// A session that sees no request for this long stops; its state is in
+/// metadata and staged parts, so the next request simply rebuilds it.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 pub struct UploadSession {
+    /// `None` while a message is being handled.
     worker: Option<Worker>,
+    last_used: Instant,
 }
 
 impl UploadSession {
@@ -32,6 +39,7 @@ impl UploadSession {
                 meta,
                 progress,
             }),
+            last_used: Instant::now(),
         }
     }
 
@@ -43,6 +51,7 @@ impl UploadSession {
         F: FnOnce(Worker) -> Fut,
         Fut: std::future::Future<Output = (Worker, Result<T, UploadError>, bool)> + 'static,
     {
+        self.last_used = Instant::now();
         let Some(worker) = self.worker.take() else {
             return AtomicResponse::new(Box::pin(
                 async { Err(UploadError::Unknown) }.into_actor(self),
@@ -51,6 +60,7 @@ impl UploadSession {
         AtomicResponse::new(Box::pin(work(worker).into_actor(self).map(
             |(worker, result, done), act, ctx| {
                 act.worker = Some(worker);
+                act.last_used = Instant::now();
                 if done {
                     ctx.stop();
                 }
@@ -62,6 +72,14 @@ impl UploadSession {
 
 impl Actor for UploadSession {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(IDLE_TIMEOUT / 4, |act, ctx| {
+            if act.worker.is_some() && act.last_used.elapsed() >= IDLE_TIMEOUT {
+                ctx.stop();
+            }
+        });
+    }
 }
 
 impl Handler<Append> for UploadSession {
