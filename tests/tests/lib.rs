@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod docker;
+mod helm;
 mod oci_client;
 mod oci_discovery;
 mod oci_management;
