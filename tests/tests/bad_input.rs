@@ -318,6 +318,25 @@ async fn a_failed_upload_step_leaves_the_session_usable() {
     )
     .await;
 
+    let response = client
+        .request(Method::PATCH, &session)
+        .header("Content-Range", "5-9")
+        .body(b"abc".to_vec())
+        .send()
+        .await
+        .unwrap();
+    expect(
+        &node,
+        &before,
+        Case {
+            what: "Content-Range longer than the body",
+            status: StatusCode::BAD_REQUEST,
+            code: "BLOB_UPLOAD_INVALID",
+            response,
+        },
+    )
+    .await;
+
     let response = client.patch(&session, 3, &data[3..]).await;
     assert_eq!(
         header(&response, "Range").as_deref(),

@@ -114,7 +114,17 @@ pub async fn patch(
 ) -> ApiResult<HttpResponse> {
     let start = match header(req, "Content-Range") {
         None => None,
-        Some(raw) => Some(parse_content_range(raw)?),
+        Some(raw) => {
+            let (start, end) = parse_content_range(raw)?;
+            let declared = header(req, "Content-Length").and_then(|l| l.trim().parse::<u64>().ok());
+            if declared.is_some_and(|len| len != end - start + 1) {
+                return Err(ApiError::new(
+                    ErrorCode::BlobUploadInvalid,
+                    format!("Content-Range {raw:?} does not match Content-Length {declared:?}"),
+                ));
+            }
+            Some(start)
+        }
     };
     let addr = session(state, name, id).await?;
     let (forward, body) = pump(payload);
@@ -170,7 +180,7 @@ fn has_body(req: &HttpRequest) -> bool {
 }
 
 /// `Content-Range: <start>-<end>` (the spec's form; `bytes ` prefix tolerated).
-fn parse_content_range(raw: &str) -> ApiResult<u64> {
+fn parse_content_range(raw: &str) -> ApiResult<(u64, u64)> {
     let spec = raw
         .trim()
         .trim_start_matches("bytes ")
@@ -180,7 +190,7 @@ fn parse_content_range(raw: &str) -> ApiResult<u64> {
         .split_once('-')
         .and_then(|(s, e)| Some((s.trim().parse::<u64>().ok()?, e.trim().parse::<u64>().ok()?)));
     match parsed {
-        Some((start, end)) if end >= start => Ok(start),
+        Some((start, end)) if end >= start => Ok((start, end)),
         _ => Err(ApiError::new(
             ErrorCode::RangeInvalid,
             format!("Content-Range {raw:?} is not <start>-<end>"),
@@ -210,9 +220,9 @@ mod tests {
 
     #[test]
     fn content_ranges() {
-        assert_eq!(parse_content_range("0-99").unwrap(), 0);
-        assert_eq!(parse_content_range("100-199").unwrap(), 100);
-        assert_eq!(parse_content_range("bytes 5-9/10").unwrap(), 5);
+        assert_eq!(parse_content_range("0-99").unwrap(), (0, 99));
+        assert_eq!(parse_content_range("100-199").unwrap(), (100, 199));
+        assert_eq!(parse_content_range("bytes 5-9/10").unwrap(), (5, 9));
         assert_eq!(
             parse_content_range("9-5").unwrap_err().code,
             ErrorCode::RangeInvalid
