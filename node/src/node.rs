@@ -9,7 +9,7 @@ use api::AppState;
 use raft::{MetaStore, NodeInfo};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use storage::Staging;
+use storage::{BlobStore, Staging};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -37,8 +37,19 @@ impl Node {
         listener: TcpListener,
         handle_signals: bool,
     ) -> Result<Node, NodeError> {
-        let addr = listener.local_addr()?;
         let blobs = storage::backends::open(&config.blobs).await?;
+        Self::start_with_store(config, listener, handle_signals, blobs).await
+    }
+
+    /// [`Node::start`] with a blob store built by the caller (tests wrap
+    /// backends, e.g. to inject faults) instead of the one `config` names.
+    pub async fn start_with_store(
+        config: NodeConfig,
+        listener: TcpListener,
+        handle_signals: bool,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Result<Node, NodeError> {
+        let addr = listener.local_addr()?;
         let node_info = NodeInfo {
             api_addr: addr.to_string(),
             raft_addr: addr.to_string(),
@@ -89,6 +100,23 @@ impl Node {
 
     /// Starts a node on a thread of its own, with its own actix System.
     pub fn spawn(config: NodeConfig, listener: TcpListener) -> Result<SpawnedNode, NodeError> {
+        Self::spawn_inner(config, listener, None)
+    }
+
+    /// [`Node::spawn`] with a blob store built by the caller.
+    pub fn spawn_with_store(
+        config: NodeConfig,
+        listener: TcpListener,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Result<SpawnedNode, NodeError> {
+        Self::spawn_inner(config, listener, Some(blobs))
+    }
+
+    fn spawn_inner(
+        config: NodeConfig,
+        listener: TcpListener,
+        blobs: Option<Arc<dyn BlobStore>>,
+    ) -> Result<SpawnedNode, NodeError> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("node-{}", config.raft.node_id))
@@ -100,7 +128,11 @@ impl Node {
                         .expect("tokio runtime")
                 });
                 system.block_on(async move {
-                    match Node::start(config, listener, false).await {
+                    let started = match blobs {
+                        Some(blobs) => Node::start_with_store(config, listener, false, blobs).await,
+                        None => Node::start(config, listener, false).await,
+                    };
+                    match started {
                         Ok(node) => {
                             let _ = ready_tx.send(Ok((node.addr(), node.handle())));
                             if let Err(e) = node.run().await {

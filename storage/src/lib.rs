@@ -9,6 +9,8 @@ pub mod blob_store;
 pub mod config;
 pub mod digest;
 pub mod error;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod faulty;
 pub mod key;
 pub mod staging;
 #[cfg(any(test, feature = "testsuite"))]

@@ -7,10 +7,14 @@ pub mod oci;
 use node::{Node, NodeConfig, SpawnedNode};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use storage::faulty::{FaultSwitch, FaultyStore};
 
 /// A single-node registry on loopback with its data in a temporary directory.
 pub struct TestNode {
     node: Option<SpawnedNode>,
+    /// Makes the node's blob store fail while set.
+    pub faults: FaultSwitch,
     config: NodeConfig,
     addr: SocketAddr,
     dir: tempfile::TempDir,
@@ -30,9 +34,11 @@ impl TestNode {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         config.listen = addr;
-        let node = Node::spawn(config.clone(), listener).expect("node starts");
+        let faults = FaultSwitch::default();
+        let node = spawn(&config, listener, &faults);
         TestNode {
             node: Some(node),
+            faults,
             config,
             addr,
             dir,
@@ -45,7 +51,7 @@ impl TestNode {
             node.stop();
         }
         let listener = TcpListener::bind(self.addr).expect("rebind the same port");
-        self.node = Some(Node::spawn(self.config.clone(), listener).expect("node restarts"));
+        self.node = Some(spawn(&self.config, listener, &self.faults));
     }
 
     pub fn base_url(&self) -> String {
@@ -67,6 +73,25 @@ impl TestNode {
     pub fn blobs_dir(&self) -> PathBuf {
         self.dir.path().join("blobs")
     }
+}
+
+/// Starts a node whose blob store (from `config`) fails while `faults` is set.
+fn spawn(config: &NodeConfig, listener: TcpListener, faults: &FaultSwitch) -> SpawnedNode {
+    // Opened on a thread of its own: callers may be inside a tokio runtime.
+    let inner = std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(storage::backends::open(&config.blobs))
+        })
+        .join()
+        .expect("open thread")
+    })
+    .expect("open blob store");
+    let blobs = Arc::new(FaultyStore::new(inner, faults.clone()));
+    Node::spawn_with_store(config.clone(), listener, blobs).expect("node starts")
 }
 
 /// Logs go to the test's output when `RUST_LOG` is set.

@@ -14,3 +14,4 @@ mod podman;
 mod referrers;
 mod restart;
 mod skopeo;
+mod storage_faults;

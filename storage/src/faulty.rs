@@ -1,0 +1,97 @@
+//! A wrapper that makes a backend fail on demand, for tests of what the
+//! registry does when storage is down (neon's `UnreliableWrapper`).
+
+use crate::blob_store::{BlobStore, ByteRange, ByteStream, ObjectMeta};
+use crate::error::{ErrorKind, Result, StorageError};
+use crate::key::ObjectKey;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Switches faults on and off for every store made with it.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSwitch(Arc<AtomicBool>);
+
+impl FaultSwitch {
+    /// While set, every operation fails with `Unavailable`.
+    pub fn set(&self, failing: bool) {
+        self.0.store(failing, Ordering::SeqCst);
+    }
+
+    fn check(&self, op: &str, key: &ObjectKey) -> Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(StorageError::new(
+                ErrorKind::Unavailable,
+                format!("injected fault: {op} {key}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn BlobStore>,
+    switch: FaultSwitch,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn BlobStore>, switch: FaultSwitch) -> Self {
+        FaultyStore { inner, switch }
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for FaultyStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn put(&self, key: &ObjectKey, body: ByteStream) -> Result<u64> {
+        self.switch.check("put", key)?;
+        self.inner.put(key, body).await
+    }
+
+    async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
+        self.switch.check("get", key)?;
+        self.inner.get(key, range).await
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
+        self.switch.check("head", key)?;
+        self.inner.head(key).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.switch.check("delete", key)?;
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &ObjectKey) -> Result<Vec<(ObjectKey, ObjectMeta)>> {
+        self.switch.check("list", prefix)?;
+        self.inner.list(prefix).await
+    }
+
+    async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
+        self.switch.check("rename", from)?;
+        self.inner.rename(from, to).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn passes_the_suite_when_healthy_and_fails_when_switched() {
+        let switch = FaultSwitch::default();
+        let store = FaultyStore::new(Arc::new(MemoryStore::default()), switch.clone());
+        crate::testsuite::conformance(&store).await;
+        switch.set(true);
+        let key = ObjectKey::blob(&crate::Digest::sha256_of(b"x"));
+        assert_eq!(
+            store.head(&key).await.unwrap_err().kind,
+            ErrorKind::Unavailable
+        );
+    }
+}
