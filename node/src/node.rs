@@ -26,6 +26,7 @@ pub struct Node {
     addr: SocketAddr,
     server: actix_web::dev::Server,
     meta: MetaStore,
+    uploads: actix::Addr<UploadRegistry>,
 }
 
 impl Node {
@@ -62,7 +63,7 @@ impl Node {
         let state = AppState {
             meta: meta.clone(),
             staging,
-            uploads,
+            uploads: uploads.clone(),
             config: Arc::new(config.api.clone()),
         };
         let mut server = HttpServer::new(move || {
@@ -77,7 +78,12 @@ impl Node {
         }
         let server = server.run();
         tracing::info!(%addr, blobs = ?config.blobs, meta = %config.raft.data_dir.display(), "registry listening");
-        Ok(Node { addr, server, meta })
+        Ok(Node {
+            addr,
+            server,
+            meta,
+            uploads,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -93,6 +99,9 @@ impl Node {
     /// draining in-flight requests, then stops Raft.
     pub async fn run(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if let Err(e) = self.uploads.send(api::upload::Shutdown).await {
+            tracing::warn!(error = %e, "upload sessions did not stop cleanly");
+        }
         self.meta.shutdown().await;
         tracing::info!(addr = %self.addr, "registry stopped");
         served

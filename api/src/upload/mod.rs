@@ -11,5 +11,5 @@ mod session;
 pub use body::{pump, Body};
 pub use messages::{Append, Cancel, Finish, Status, UploadError};
 pub use monolithic::store_blob;
-pub use registry::{Session, UploadRegistry};
+pub use registry::{Session, Shutdown, UploadRegistry};
 pub use session::UploadSession;

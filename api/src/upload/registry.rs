@@ -31,11 +31,30 @@ impl UploadRegistry {
 
 impl Actor for UploadRegistry {
     type Context = Context<Self>;
+}
 
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        for arbiter in &self.arbiters {
+/// Stops every session and joins the session threads, so nothing holds the
+/// metadata store once it returns (a node restarted in the same process must
+/// be able to reopen it). Staged parts and upload records stay, so open
+/// uploads resume after a restart.
+pub struct Shutdown;
+
+impl Message for Shutdown {
+    type Result = ();
+}
+
+impl Handler<Shutdown> for UploadRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.sessions.clear();
+        for arbiter in std::mem::take(&mut self.arbiters) {
             arbiter.stop();
+            if arbiter.join().is_err() {
+                tracing::error!("an upload session thread panicked");
+            }
         }
+        ctx.stop();
     }
 }
 
@@ -61,7 +80,12 @@ impl Handler<Session> for UploadRegistry {
             }
         }
         self.sessions.retain(|_, addr| addr.connected());
-        let arbiter = &self.arbiters[self.next % self.arbiters.len()];
+        // After Shutdown no arbiter is left; the session then runs here.
+        let Some(arbiter) = self.arbiters.get(self.next % self.arbiters.len().max(1)) else {
+            let (staging, meta) = (self.staging.clone(), self.meta.clone());
+            let Session { id, repo, fresh } = msg;
+            return MessageResult(UploadSession::new(id, repo, staging, meta, fresh).start());
+        };
         self.next = self.next.wrapping_add(1);
         let (staging, meta) = (self.staging.clone(), self.meta.clone());
         let Session { id, repo, fresh } = msg;
