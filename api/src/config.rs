@@ -7,6 +7,9 @@ pub struct ApiConfig {
     pub delete_enabled: bool,
     /// Largest manifest accepted, in bytes; larger ones get 413.
     pub max_manifest_bytes: usize,
+    /// Answer blob `GET`s with a `307` to a presigned URL when the backend
+    /// can presign (distribution's default).
+    pub redirect: bool,
 }
 
 impl Default for ApiConfig {
@@ -14,6 +17,7 @@ impl Default for ApiConfig {
         ApiConfig {
             delete_enabled: false,
             max_manifest_bytes: 4 << 20,
+            redirect: true,
         }
     }
 }

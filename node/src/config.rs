@@ -120,8 +120,93 @@ struct StorageSection {
     filesystem: Option<FilesystemSection>,
     /// Blobs in memory, lost on exit.
     inmemory: Option<InMemorySection>,
+    /// Amazon S3 or an S3-compatible store.
+    s3: Option<S3Section>,
+    /// Azure Blob Storage.
+    azure: Option<AzureSection>,
+    /// Google Cloud Storage.
+    gcs: Option<GcsSection>,
+    /// OpenStack Swift.
+    swift: Option<SwiftSection>,
+    /// Alibaba Cloud OSS.
+    oss: Option<OssSection>,
     #[serde(default)]
     delete: DeleteSection,
+    #[serde(default)]
+    redirect: RedirectSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3Section {
+    bucket: String,
+    region: Option<String>,
+    /// Endpoint of an S3-compatible server.
+    regionendpoint: Option<String>,
+    #[serde(default)]
+    forcepathstyle: bool,
+    accesskey: Option<String>,
+    secretkey: Option<String>,
+    rootdirectory: Option<String>,
+    storageclass: Option<String>,
+    #[serde(default)]
+    encrypt: bool,
+    /// Multipart part size in bytes, at least 5 MiB.
+    chunksize: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AzureSection {
+    accountname: String,
+    accountkey: Option<String>,
+    container: String,
+    /// Cloud domain; `core.windows.net` by default.
+    realm: Option<String>,
+    /// Full blob endpoint (e.g. Azurite's); overrides `realm`.
+    endpoint: Option<String>,
+    rootdirectory: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GcsSection {
+    bucket: String,
+    /// Path of a service-account key file.
+    keyfile: Option<String>,
+    /// A service-account key inline, as JSON.
+    credentials: Option<String>,
+    endpoint: Option<String>,
+    rootdirectory: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwiftSection {
+    /// Storage URL of the account (opendal's Swift service takes a token, not a Keystone login).
+    storageurl: String,
+    container: String,
+    authtoken: Option<String>,
+    rootdirectory: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OssSection {
+    bucket: String,
+    endpoint: String,
+    accesskeyid: Option<String>,
+    accesskeysecret: Option<String>,
+    rootdirectory: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedirectSection {
+    /// Serve blob bytes through the registry even when the backend can
+    /// presign URLs (distribution's `storage.redirect.disable`).
+    #[serde(default)]
+    disable: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,20 +345,9 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
         .addr
         .parse()
         .map_err(|e| ConfigError::Invalid(format!("http.addr: {:?}: {e}", file.http.addr)))?;
-    let blobs = match (file.storage.filesystem, file.storage.inmemory) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::Invalid(
-                "storage: name one backend, not both filesystem and inmemory".to_owned(),
-            ))
-        }
-        (Some(fs), None) => storage::BackendConfig::Filesystem {
-            root: fs.rootdirectory,
-        },
-        (None, Some(_)) => storage::BackendConfig::InMemory,
-        (None, None) => storage::BackendConfig::Filesystem {
-            root: PathBuf::from("./data/blobs"),
-        },
-    };
+    let redirect = !file.storage.redirect.disable;
+    let delete_enabled = file.storage.delete.enabled;
+    let blobs = backend(file.storage)?;
     if file.metadata.nodeid == 0 {
         return Err(ConfigError::Invalid(
             "metadata.nodeid: must be at least 1".to_owned(),
@@ -286,11 +360,113 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
         blobs,
         raft,
         api: api::ApiConfig {
-            delete_enabled: file.storage.delete.enabled,
+            delete_enabled,
+            redirect,
             ..api::ApiConfig::default()
         },
         log_level: level,
     })
+}
+
+/// The one backend the storage section names.
+fn backend(storage: StorageSection) -> Result<storage::BackendConfig, ConfigError> {
+    use storage::BackendConfig as B;
+    let mut named: Vec<(&str, B)> = Vec::new();
+    if let Some(fs) = storage.filesystem {
+        named.push((
+            "filesystem",
+            B::Filesystem {
+                root: fs.rootdirectory,
+            },
+        ));
+    }
+    if storage.inmemory.is_some() {
+        named.push(("inmemory", B::InMemory));
+    }
+    if let Some(s3) = storage.s3 {
+        let chunk_size = s3.chunksize.unwrap_or(storage::config::DEFAULT_CHUNK_SIZE);
+        if chunk_size < storage::config::MIN_CHUNK_SIZE {
+            return Err(ConfigError::Invalid(format!(
+                "storage.s3.chunksize: {chunk_size} is below S3's 5 MiB minimum part size"
+            )));
+        }
+        named.push((
+            "s3",
+            B::S3(storage::config::S3Config {
+                bucket: s3.bucket,
+                region: s3.region,
+                endpoint: s3.regionendpoint,
+                force_path_style: s3.forcepathstyle,
+                access_key: s3.accesskey,
+                secret_key: s3.secretkey,
+                root: s3.rootdirectory,
+                storage_class: s3.storageclass,
+                encrypt: s3.encrypt,
+                chunk_size,
+            }),
+        ));
+    }
+    if let Some(az) = storage.azure {
+        named.push((
+            "azure",
+            B::Azure(storage::config::AzureConfig {
+                account_name: az.accountname,
+                account_key: az.accountkey,
+                container: az.container,
+                endpoint: az.endpoint,
+                realm: az.realm.unwrap_or_else(|| "core.windows.net".to_owned()),
+                root: az.rootdirectory,
+            }),
+        ));
+    }
+    if let Some(gcs) = storage.gcs {
+        named.push((
+            "gcs",
+            B::Gcs(storage::config::GcsConfig {
+                bucket: gcs.bucket,
+                key_file: gcs.keyfile,
+                credentials: gcs.credentials,
+                endpoint: gcs.endpoint,
+                root: gcs.rootdirectory,
+            }),
+        ));
+    }
+    if let Some(swift) = storage.swift {
+        named.push((
+            "swift",
+            B::Swift(storage::config::SwiftConfig {
+                endpoint: swift.storageurl,
+                container: swift.container,
+                token: swift.authtoken,
+                root: swift.rootdirectory,
+            }),
+        ));
+    }
+    if let Some(oss) = storage.oss {
+        named.push((
+            "oss",
+            B::Oss(storage::config::OssConfig {
+                bucket: oss.bucket,
+                endpoint: oss.endpoint,
+                access_key_id: oss.accesskeyid,
+                access_key_secret: oss.accesskeysecret,
+                root: oss.rootdirectory,
+            }),
+        ));
+    }
+    match named.len() {
+        0 => Ok(B::Filesystem {
+            root: PathBuf::from("./data/blobs"),
+        }),
+        1 => Ok(named.remove(0).1),
+        _ => {
+            let names: Vec<_> = named.iter().map(|(n, _)| *n).collect();
+            Err(ConfigError::Invalid(format!(
+                "storage: name one backend, not {}",
+                names.join(" and ")
+            )))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -366,6 +542,41 @@ mod tests {
             c.blobs,
             storage::BackendConfig::Filesystem { root: "/x".into() }
         );
+    }
+
+    #[test]
+    fn object_store_sections() {
+        let c = load(
+            None,
+            &env(&[
+                ("REGISTRY_STORAGE_S3_BUCKET", "images"),
+                (
+                    "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+                    "http://127.0.0.1:9000",
+                ),
+                ("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true"),
+                ("REGISTRY_STORAGE_S3_ACCESSKEY", "AK"),
+                ("REGISTRY_STORAGE_S3_SECRETKEY", "SK"),
+                ("REGISTRY_STORAGE_REDIRECT_DISABLE", "true"),
+            ]),
+        )
+        .unwrap();
+        let storage::BackendConfig::S3(s3) = c.blobs else {
+            panic!("not s3: {:?}", c.blobs)
+        };
+        assert_eq!(s3.bucket, "images");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(s3.force_path_style);
+        assert_eq!(s3.chunk_size, storage::config::DEFAULT_CHUNK_SIZE);
+        assert!(!c.api.redirect);
+        let f =
+            write("storage:\n  azure:\n    accountname: a\n    accountkey: k\n    container: c\n");
+        let c = load(Some(f.path()), &HashMap::new()).unwrap();
+        let storage::BackendConfig::Azure(az) = c.blobs else {
+            panic!()
+        };
+        assert_eq!(az.realm, "core.windows.net");
+        assert!(c.api.redirect);
     }
 
     #[test]

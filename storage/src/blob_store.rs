@@ -60,4 +60,14 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// Moves `from` to `to`, replacing `to` if present. Readers of `to` see the
     /// old or the new object, never a partial one. `NotFound` if `from` is missing.
     async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()>;
+
+    /// A URL from which a client can `GET` the object directly for `expires`,
+    /// or `None` when the backend cannot presign.
+    async fn presign_get(
+        &self,
+        _key: &ObjectKey,
+        _expires: std::time::Duration,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
 }

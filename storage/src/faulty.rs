@@ -75,6 +75,15 @@ impl BlobStore for FaultyStore {
         self.switch.check("rename", from)?;
         self.inner.rename(from, to).await
     }
+
+    async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        expires: std::time::Duration,
+    ) -> Result<Option<String>> {
+        self.switch.check("presign", key)?;
+        self.inner.presign_get(key, expires).await
+    }
 }
 
 #[cfg(test)]

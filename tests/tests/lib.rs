@@ -13,5 +13,6 @@ mod oras;
 mod podman;
 mod referrers;
 mod restart;
+mod s3_backend;
 mod skopeo;
 mod storage_faults;

@@ -9,6 +9,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use raft::{Command, Response};
 use storage::{ByteRange, Digest, ObjectKey};
 
+/// How long a presigned blob URL stays valid (distribution's S3 default).
+const PRESIGN_EXPIRY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 pub async fn get(
     state: &AppState,
     req: &HttpRequest,
@@ -23,6 +26,18 @@ pub async fn get(
             format!("{digest} is not in {name}"),
         ));
     };
+    if !head && state.config.redirect {
+        if let Some(url) = state
+            .blobs()
+            .presign_get(&ObjectKey::blob(digest), PRESIGN_EXPIRY)
+            .await?
+        {
+            return Ok(HttpResponse::TemporaryRedirect()
+                .insert_header(("Location", url))
+                .insert_header((DOCKER_CONTENT_DIGEST, digest.to_string()))
+                .finish());
+        }
+    }
     let range = match header(req, "Range") {
         None => None,
         Some(raw) => match parse_range(raw, blob.size) {
