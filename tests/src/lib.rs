@@ -2,6 +2,7 @@
 //! each on a listener bound first to a free loopback port, and a small OCI
 //! client over reqwest for the workflows.
 
+pub mod azurite;
 pub mod oci;
 pub mod s3;
 
@@ -19,6 +20,14 @@ pub fn backend_under_test() -> &'static str {
         Ok("s3") => "s3",
         _ => "filesystem",
     }
+}
+
+/// The Python of the venv scripts/setup makes (oras-py, the Azure SDK).
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("TEST_PYTHON") {
+        return python.into();
+    }
+    tool_cache().with_file_name("registry-venv").join("bin/python")
 }
 
 /// Where scripts/setup puts the tools it installs.
@@ -61,6 +70,11 @@ impl TestNode {
     /// presigned redirects as configured by `adjust` (on by default).
     pub fn start_s3(adjust: impl FnOnce(&mut NodeConfig)) -> Self {
         Self::start_on(Some(s3::S3Server::start()), adjust)
+    }
+
+    /// A node whose blobs live in the backend `blobs` names.
+    pub fn start_with_blobs(blobs: storage::BackendConfig) -> Self {
+        Self::start_on(None, |config| config.blobs = blobs)
     }
 
     fn start_on(s3: Option<s3::S3Server>, adjust: impl FnOnce(&mut NodeConfig)) -> Self {

@@ -5,24 +5,12 @@ use registry_tests::TestNode;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The Python that has `oras` installed: `ORAS_PYTHON`, or the venv scripts/setup makes.
-fn oras_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("ORAS_PYTHON") {
-        return python.into();
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME is set");
-    cache.join("registry-venv/bin/python")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn oras_pushes_and_pulls_artifacts() {
     let node = TestNode::start();
     let work = tempfile::tempdir().unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/oras_roundtrip.py");
-    let python = oras_python();
+    let python = registry_tests::python();
     let output = tokio::task::spawn_blocking({
         let (host, work) = (node.host(), work.path().to_owned());
         move || {
