@@ -29,6 +29,7 @@ pub struct NodeConfig {
     pub raft: raft::RaftConfig,
     pub api: api::ApiConfig,
     pub log_level: String,
+    pub purge: crate::purge::PurgeConfig,
 }
 
 impl NodeConfig {
@@ -42,6 +43,7 @@ impl NodeConfig {
             raft: raft::RaftConfig::single_node(data.join("meta")),
             api: api::ApiConfig::default(),
             log_level: "info".to_owned(),
+            purge: crate::purge::PurgeConfig::default(),
         }
     }
 }
@@ -134,6 +136,29 @@ struct StorageSection {
     delete: DeleteSection,
     #[serde(default)]
     redirect: RedirectSection,
+    #[serde(default)]
+    maintenance: MaintenanceSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceSection {
+    #[serde(default)]
+    uploadpurging: UploadPurgingSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadPurgingSection {
+    /// Purge stale uploads (default true).
+    enabled: Option<bool>,
+    /// Age after which an upload is stale, e.g. `168h` (the default).
+    age: Option<String>,
+    /// How often to look, e.g. `24h` (the default).
+    interval: Option<String>,
+    /// Only log what would be purged.
+    #[serde(default)]
+    dryrun: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -346,6 +371,7 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
         .parse()
         .map_err(|e| ConfigError::Invalid(format!("http.addr: {:?}: {e}", file.http.addr)))?;
     let redirect = !file.storage.redirect.disable;
+    let purge = purge_config(&file.storage.maintenance.uploadpurging)?;
     let delete_enabled = file.storage.delete.enabled;
     let blobs = backend(file.storage)?;
     if file.metadata.nodeid == 0 {
@@ -365,7 +391,32 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
             ..api::ApiConfig::default()
         },
         log_level: level,
+        purge,
     })
+}
+
+fn purge_config(section: &UploadPurgingSection) -> Result<crate::purge::PurgeConfig, ConfigError> {
+    let defaults = crate::purge::PurgeConfig::default();
+    let duration = |key: &str, raw: &Option<String>, default| match raw {
+        None => Ok(default),
+        Some(raw) => humantime::parse_duration(raw).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "storage.maintenance.uploadpurging.{key}: {raw:?}: {e}"
+            ))
+        }),
+    };
+    let config = crate::purge::PurgeConfig {
+        enabled: section.enabled.unwrap_or(defaults.enabled),
+        age: duration("age", &section.age, defaults.age)?,
+        interval: duration("interval", &section.interval, defaults.interval)?,
+        dry_run: section.dryrun,
+    };
+    if config.enabled && config.interval.is_zero() {
+        return Err(ConfigError::Invalid(
+            "storage.maintenance.uploadpurging.interval: must be above zero".to_owned(),
+        ));
+    }
+    Ok(config)
 }
 
 /// The one backend the storage section names.
@@ -498,6 +549,7 @@ mod tests {
         );
         assert_eq!(c.raft.data_dir, PathBuf::from("./data/meta"));
         assert!(!c.api.delete_enabled);
+        assert_eq!(c.purge, crate::purge::PurgeConfig::default());
     }
 
     #[test]
@@ -515,6 +567,11 @@ mod tests {
         );
         assert!(c.api.delete_enabled);
         assert_eq!(c.log_level, "warn");
+        let f = write("storage:\n  maintenance:\n    uploadpurging:\n      enabled: true\n      age: 2h\n      interval: 30m\n      dryrun: true\n");
+        let c = load(Some(f.path()), &HashMap::new()).unwrap();
+        assert_eq!(c.purge.age, std::time::Duration::from_secs(7200));
+        assert_eq!(c.purge.interval, std::time::Duration::from_secs(1800));
+        assert!(c.purge.dry_run);
     }
 
     #[test]

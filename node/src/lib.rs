@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod node;
+pub mod purge;
 
 pub use config::{load, ConfigError, NodeConfig};
 pub use node::{Node, NodeError, SpawnedNode};

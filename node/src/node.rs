@@ -27,6 +27,7 @@ pub struct Node {
     server: actix_web::dev::Server,
     meta: MetaStore,
     uploads: actix::Addr<UploadRegistry>,
+    purger: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -60,6 +61,13 @@ impl Node {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let uploads =
             actix::Actor::start(UploadRegistry::new(staging.clone(), meta.clone(), threads));
+        let purger = config.purge.enabled.then(|| {
+            tokio::spawn(crate::purge::run_forever(
+                meta.clone(),
+                staging.clone(),
+                config.purge.clone(),
+            ))
+        });
         let state = AppState {
             meta: meta.clone(),
             staging,
@@ -83,6 +91,7 @@ impl Node {
             server,
             meta,
             uploads,
+            purger,
         })
     }
 
@@ -99,6 +108,9 @@ impl Node {
     /// draining in-flight requests, then stops Raft.
     pub async fn run(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if let Some(purger) = &self.purger {
+            purger.abort();
+        }
         if let Err(e) = self.uploads.send(api::upload::Shutdown).await {
             tracing::warn!(error = %e, "upload sessions did not stop cleanly");
         }

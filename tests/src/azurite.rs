@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 /// Azurite's fixed development account.
 pub const ACCOUNT: &str = "devstoreaccount1";
-pub const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 pub const CONTAINER: &str = "test";
 
 pub struct Azurite {
@@ -24,15 +25,16 @@ impl Azurite {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = Command::new(crate::tool_cache().join("azurite/node_modules/.bin/azurite-blob"))
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .arg("--location")
-            .arg(dir.path())
-            .args(["--skipApiVersionCheck", "--silent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("azurite is installed (scripts/setup installs it)");
+        let child =
+            Command::new(crate::tool_cache().join("azurite/node_modules/.bin/azurite-blob"))
+                .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+                .arg("--location")
+                .arg(dir.path())
+                .args(["--skipApiVersionCheck", "--silent"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("azurite is installed (scripts/setup installs it)");
         let azurite = Azurite {
             port,
             _dir: dir,
@@ -40,7 +42,10 @@ impl Azurite {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "azurite never listened on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "azurite never listened on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let connection = format!(
@@ -54,7 +59,11 @@ impl Azurite {
             ))
             .output()
             .expect("the test venv's python");
-        assert!(created.status.success(), "create container: {}", String::from_utf8_lossy(&created.stderr));
+        assert!(
+            created.status.success(),
+            "create container: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
         azurite
     }
 

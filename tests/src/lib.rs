@@ -27,7 +27,9 @@ pub fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("TEST_PYTHON") {
         return python.into();
     }
-    tool_cache().with_file_name("registry-venv").join("bin/python")
+    tool_cache()
+        .with_file_name("registry-venv")
+        .join("bin/python")
 }
 
 /// Where scripts/setup puts the tools it installs.

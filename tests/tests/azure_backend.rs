@@ -21,17 +21,34 @@ async fn a_node_on_azure_pushes_and_pulls() {
     let client = node.client();
     let layer: Vec<u8> = (0..3_000_000u32).map(|i| (i % 227) as u8).collect();
     let digest = client.push_image("azure/app", "v1", b"{}", &[&layer]).await;
-    let chunked = client.push_blob_chunked("azure/app", &layer[..1_500_000], 500_000).await;
-    assert_eq!(registry_tests::oci::header(&client.manifest("azure/app", "v1").await, "Docker-Content-Digest"), Some(digest));
+    let chunked = client
+        .push_blob_chunked("azure/app", &layer[..1_500_000], 500_000)
+        .await;
+    assert_eq!(
+        registry_tests::oci::header(
+            &client.manifest("azure/app", "v1").await,
+            "Docker-Content-Digest"
+        ),
+        Some(digest)
+    );
     let response = client
-        .request(reqwest::Method::GET, &format!("/v2/azure/app/blobs/{}", sha256(&layer)))
+        .request(
+            reqwest::Method::GET,
+            &format!("/v2/azure/app/blobs/{}", sha256(&layer)),
+        )
         .send()
         .await
         .unwrap();
     // Redirect or stream, the bytes must be right.
     let body = if response.status() == reqwest::StatusCode::TEMPORARY_REDIRECT {
         let location = registry_tests::oci::header(&response, "Location").unwrap();
-        reqwest::get(location).await.unwrap().bytes().await.unwrap().to_vec()
+        reqwest::get(location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
     } else {
         bytes(response).await
     };

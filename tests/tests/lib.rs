@@ -12,6 +12,7 @@ mod oci_pull;
 mod oci_push;
 mod oras;
 mod podman;
+mod purge;
 mod referrers;
 mod restart;
 mod s3_backend;

@@ -1,0 +1,61 @@
+//! Stale uploads are purged: the session is gone and so are its staged bytes.
+
+use registry_tests::oci::{error_code, location};
+use registry_tests::TestNode;
+use reqwest::StatusCode;
+use std::time::{Duration, Instant};
+
+fn staged_files(node: &TestNode) -> usize {
+    let mut count = 0;
+    let mut pending = vec![node.blobs_dir().join("uploads")];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                pending.push(entry.path());
+            } else {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+#[tokio::test]
+async fn stale_uploads_and_their_bytes_are_purged() {
+    let node = TestNode::start_with(|config| {
+        config.purge.age = Duration::from_secs(2);
+        config.purge.interval = Duration::from_millis(100);
+    });
+    let client = node.client();
+    let session = client.start_upload("purge").await;
+    let response = client.patch(&session, 0, &vec![1u8; 100_000]).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "a young upload is left alone"
+    );
+    let session = location(&response);
+    assert_eq!(staged_files(&node), 1);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = client.get(&session).await;
+        if response.status() == StatusCode::NOT_FOUND {
+            assert_eq!(error_code(response).await, "BLOB_UPLOAD_UNKNOWN");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stale upload was never purged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        staged_files(&node),
+        0,
+        "staged parts are deleted with the session"
+    );
+}
