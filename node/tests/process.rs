@@ -279,3 +279,78 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The S3 backend takes credentials from the usual AWS environment when the
+/// config names none. The server (s3s-fs, installed by scripts/setup)
+/// verifies signatures, so a push only succeeds with the right secret.
+#[tokio::test]
+async fn s3_credentials_come_from_the_aws_environment() {
+    let tools = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .expect("HOME")
+        .join(".cache/registry-tools/s3s/bin/s3s-fs");
+    let bucket_root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(bucket_root.path().join("images")).unwrap();
+    let s3_port = free_port();
+    let mut s3 = Command::new(tools)
+        .args(["--host", "127.0.0.1", "--port", &s3_port.to_string()])
+        .args(["--access-key", "env-key", "--secret-key", "env-secret"])
+        .arg(bucket_root.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s3s-fs is installed (scripts/setup)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", s3_port)).is_err() {
+        assert!(Instant::now() < deadline, "s3s-fs never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut registry = Command::new(env!("CARGO_BIN_EXE_registry"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("REGISTRY_LOG_LEVEL", "warn")
+        .env("REGISTRY_STORAGE_S3_BUCKET", "images")
+        .env("REGISTRY_STORAGE_S3_REGION", "us-east-1")
+        .env(
+            "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+            format!("http://127.0.0.1:{s3_port}"),
+        )
+        .env("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true")
+        .env("AWS_ACCESS_KEY_ID", "env-key")
+        .env("AWS_SECRET_ACCESS_KEY", "env-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    wait_ready(&base).await;
+    let data = b"signed with credentials from the environment".to_vec();
+    let digest = sha256(&data);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{base}/v2/env/creds/blobs/uploads/?digest={digest}"
+        ))
+        .body(data)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let stored = bucket_root
+        .path()
+        .join("images/blobs/sha256")
+        .join(&digest[7..9])
+        .join(&digest[7..]);
+    assert!(
+        std::fs::metadata(&stored).is_ok(),
+        "the blob is in the bucket at {}",
+        stored.display()
+    );
+    registry.kill().unwrap();
+    registry.wait().unwrap();
+    s3.kill().unwrap();
+    s3.wait().unwrap();
+}

@@ -61,6 +61,14 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// old or the new object, never a partial one. `NotFound` if `from` is missing.
     async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()>;
 
+    /// Writes the concatenation of `sources` (key and size, in order) to `to`
+    /// without the bytes passing through this process, if the backend can.
+    /// Returns `Ok(false)`, having written nothing, when it cannot; the
+    /// caller then streams the bytes itself.
+    async fn compose(&self, _sources: &[(ObjectKey, u64)], _to: &ObjectKey) -> Result<bool> {
+        Ok(false)
+    }
+
     /// A URL from which a client can `GET` the object directly for `expires`,
     /// or `None` when the backend cannot presign.
     async fn presign_get(

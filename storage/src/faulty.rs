@@ -76,6 +76,11 @@ impl BlobStore for FaultyStore {
         self.inner.rename(from, to).await
     }
 
+    async fn compose(&self, sources: &[(ObjectKey, u64)], to: &ObjectKey) -> Result<bool> {
+        self.switch.check("compose", to)?;
+        self.inner.compose(sources, to).await
+    }
+
     async fn presign_get(
         &self,
         key: &ObjectKey,

@@ -22,3 +22,4 @@ pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{ErrorKind, StorageError};
 pub use key::ObjectKey;
 pub use staging::{Part, Staging};
+pub use uuid;

@@ -5,7 +5,8 @@
 //! works the same on a filesystem and on an object store that has no append.
 //! Commit moves a single part to the blob's content address (a rename, no copy:
 //! the common case, since docker streams a layer in one PATCH) or concatenates
-//! several parts into it, and is a no-op when the content address already exists.
+//! several parts into it (server-side where the store can, else streamed
+//! through this process), and is a no-op when the content address already exists.
 
 use crate::blob_store::{BlobStore, ByteStream};
 use crate::digest::Digest;
@@ -98,7 +99,10 @@ impl Staging {
             Err(e) if e.kind == ErrorKind::NotFound => match parts.as_slice() {
                 [single] => self.store.rename(&single.key, &target).await?,
                 _ => {
-                    self.store.put(&target, self.read_parts(parts)).await?;
+                    let sources: Vec<_> = parts.iter().map(|p| (p.key.clone(), p.size)).collect();
+                    if !self.store.compose(&sources, &target).await? {
+                        self.store.put(&target, self.read_parts(parts)).await?;
+                    }
                 }
             },
             Err(e) => return Err(e),

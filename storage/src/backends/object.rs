@@ -18,6 +18,8 @@ use std::time::Duration;
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upper bound for any single read or write of a streamed body to stall.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest range one server-side copy may move (S3's UploadPartCopy limit).
+const MAX_COPY_RANGE: u64 = 5 << 30;
 /// How often a transient failure is retried.
 const RETRIES: usize = 4;
 
@@ -220,6 +222,41 @@ impl BlobStore for ObjectStore {
             self.put(to, bytes).await?;
         }
         self.delete(from).await
+    }
+
+    async fn compose(&self, sources: &[(ObjectKey, u64)], to: &ObjectKey) -> Result<bool> {
+        // Server-side copies become multipart parts, and every part but the
+        // last must be at least 5 MiB: small PATCHes are streamed instead.
+        let parts_big_enough = sources
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|(_, size)| *size as usize >= crate::config::MIN_CHUNK_SIZE);
+        if !self.operator.info().capability().write_can_copy_from || !parts_big_enough {
+            return Ok(false);
+        }
+        let mut writer = self
+            .operator
+            .writer_with(to.as_str())
+            .chunk(self.chunk_size)
+            .await
+            .map_err(|e| convert(format!("open writer {to}"), e))?;
+        for (key, size) in sources {
+            let mut start = 0;
+            while start < *size {
+                let end = (start + MAX_COPY_RANGE).min(*size);
+                if let Err(e) = writer.copy_from(key.as_str(), start..end).await {
+                    let _ = writer.abort().await;
+                    return Err(convert(format!("copy {key} into {to}"), e));
+                }
+                start = end;
+            }
+        }
+        writer
+            .close()
+            .await
+            .map_err(|e| convert(format!("close {to}"), e))?;
+        Ok(true)
     }
 
     async fn presign_get(&self, key: &ObjectKey, expires: Duration) -> Result<Option<String>> {
