@@ -8,18 +8,22 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod manifest;
+pub mod metrics;
 pub mod names;
 pub mod route;
 pub mod state;
 pub mod upload;
 
 pub use config::ApiConfig;
+pub use metrics::ApiMetrics;
 pub use state::AppState;
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use error::ApiResult;
 use handlers::{base, blobs, catalog, manifests, referrers, tags, uploads};
 use route::Route;
+use tracing::Instrument;
 
 /// Mounts the OCI API (everything under `/v2/`) on an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
@@ -34,24 +38,61 @@ async fn dispatch(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = std::time::Instant::now();
+    let request_id = request_id(&req);
+    let span = tracing::info_span!("request", id = %request_id);
     let (route_name, result) = match Route::parse(req.method(), req.path()) {
-        Ok(route) => (route.name(), handle(&state, &req, payload, route).await),
+        Ok(route) => {
+            let name = route.name();
+            (
+                name,
+                handle(&state, &req, payload, route)
+                    .instrument(span.clone())
+                    .await,
+            )
+        }
         Err(e) => ("unknown", Err(e)),
     };
-    let mut response = result.unwrap_or_else(|e| e.error_response());
-    response.headers_mut().insert(
-        actix_web::http::header::HeaderName::from_static("docker-distribution-api-version"),
-        actix_web::http::header::HeaderValue::from_static("registry/2.0"),
+    let mut response = result.unwrap_or_else(|e| span.in_scope(|| e.error_response()));
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("docker-distribution-api-version"),
+        HeaderValue::from_static("registry/2.0"),
     );
-    tracing::debug!(
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), value);
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route_name, req.method().as_str(), &status.to_string()])
+        .inc();
+    state
+        .metrics
+        .duration
+        .with_label_values(&[route_name])
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        id = %request_id,
         method = %req.method(),
         path = req.path(),
         route = route_name,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        status,
+        micros = elapsed.as_micros() as u64,
         "request"
     );
     response
+}
+
+/// The client's `X-Request-Id` when it is a sane token, else a fresh one.
+fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
 async fn handle(

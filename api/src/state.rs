@@ -14,6 +14,7 @@ pub struct AppState {
     pub staging: Staging,
     pub uploads: Addr<UploadRegistry>,
     pub config: Arc<ApiConfig>,
+    pub metrics: crate::metrics::ApiMetrics,
 }
 
 impl AppState {

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub listen: SocketAddr,
+    /// The operators' listener for metrics and health; `None` disables it.
+    pub debug_listen: Option<SocketAddr>,
     pub blobs: storage::BackendConfig,
     pub raft: raft::RaftConfig,
     pub api: api::ApiConfig,
@@ -37,6 +39,7 @@ impl NodeConfig {
     pub fn single_node(data: &Path) -> Self {
         NodeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            debug_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5001))),
             blobs: storage::BackendConfig::Filesystem {
                 root: data.join("blobs"),
             },
@@ -101,14 +104,37 @@ struct HttpSection {
     /// Address the OCI API listens on.
     #[serde(default = "default_addr")]
     addr: String,
+    #[serde(default)]
+    debug: DebugSection,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             addr: default_addr(),
+            debug: DebugSection::default(),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DebugSection {
+    /// Address of `/metrics`, `/healthz` and `/readyz`; empty disables them.
+    #[serde(default = "default_debug_addr")]
+    addr: String,
+}
+
+impl Default for DebugSection {
+    fn default() -> Self {
+        DebugSection {
+            addr: default_debug_addr(),
+        }
+    }
+}
+
+fn default_debug_addr() -> String {
+    "127.0.0.1:5001".to_owned()
 }
 
 fn default_addr() -> String {
@@ -312,8 +338,12 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<NodeCo
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::Invalid(format!("{name} names no config key")));
         }
-        let parsed =
-            serde_yaml::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.clone()));
+        let parsed = match serde_yaml::from_str::<Value>(value) {
+            // An empty variable means an empty string (e.g. to disable a listener).
+            Ok(Value::Null) if value.trim().is_empty() => Value::String(String::new()),
+            Ok(parsed) => parsed,
+            Err(_) => Value::String(value.clone()),
+        };
         set_path(&mut tree, &path, parsed)
             .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
     }
@@ -370,6 +400,13 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
         .addr
         .parse()
         .map_err(|e| ConfigError::Invalid(format!("http.addr: {:?}: {e}", file.http.addr)))?;
+    let debug_listen = match file.http.debug.addr.trim() {
+        "" => None,
+        raw => Some(
+            raw.parse::<SocketAddr>()
+                .map_err(|e| ConfigError::Invalid(format!("http.debug.addr: {raw:?}: {e}")))?,
+        ),
+    };
     let redirect = !file.storage.redirect.disable;
     let purge = purge_config(&file.storage.maintenance.uploadpurging)?;
     let delete_enabled = file.storage.delete.enabled;
@@ -383,6 +420,7 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
     raft.node_id = file.metadata.nodeid;
     Ok(NodeConfig {
         listen,
+        debug_listen,
         blobs,
         raft,
         api: api::ApiConfig {
@@ -548,6 +586,7 @@ mod tests {
             }
         );
         assert_eq!(c.raft.data_dir, PathBuf::from("./data/meta"));
+        assert_eq!(c.debug_listen, Some("127.0.0.1:5001".parse().unwrap()));
         assert!(!c.api.delete_enabled);
         assert_eq!(c.purge, crate::purge::PurgeConfig::default());
     }
@@ -590,6 +629,11 @@ mod tests {
         assert_eq!(c.blobs, storage::BackendConfig::InMemory);
         assert!(c.api.delete_enabled);
         assert_eq!(c.raft.data_dir, PathBuf::from("/tmp/m"));
+        let c = load(None, &env(&[("REGISTRY_HTTP_DEBUG_ADDR", "")])).unwrap();
+        assert_eq!(
+            c.debug_listen, None,
+            "an empty address disables the debug listener"
+        );
         let c = load(
             None,
             &env(&[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/x")]),

@@ -3,8 +3,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod debug;
+pub mod metrics;
 pub mod node;
 pub mod purge;
 
 pub use config::{load, ConfigError, NodeConfig};
-pub use node::{Node, NodeError, SpawnedNode};
+pub use node::{Listeners, Node, NodeError, SpawnedNode};

@@ -22,13 +22,18 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
         }
     };
     init_logging(&config.log_level);
-    let listener = match std::net::TcpListener::bind(config.listen) {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!(addr = %config.listen, error = %e, "cannot listen");
-            return ExitCode::FAILURE;
-        }
+    let bind = |addr: std::net::SocketAddr| {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| tracing::error!(%addr, error = %e, "cannot listen"))
     };
+    let Ok(api) = bind(config.listen) else {
+        return ExitCode::FAILURE;
+    };
+    let debug = match config.debug_listen.map(bind).transpose() {
+        Ok(debug) => debug,
+        Err(()) => return ExitCode::FAILURE,
+    };
+    let listeners = node::Listeners { api, debug };
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -36,7 +41,7 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
             .expect("tokio runtime")
     });
     let result = system.block_on(async move {
-        let node = node::Node::start(config, listener, true).await?;
+        let node = node::Node::start(config, listeners, true).await?;
         node.run().await.map_err(node::NodeError::from)
     });
     match result {

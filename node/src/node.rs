@@ -3,13 +3,16 @@
 //! thread, which is how tests run several nodes in one process.
 
 use crate::config::NodeConfig;
+use crate::metrics::PurgeMetrics;
 use actix_web::{dev::ServerHandle, App, HttpServer};
 use api::upload::UploadRegistry;
+use api::ApiMetrics;
 use api::AppState;
 use raft::{MetaStore, NodeInfo};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use storage::{BlobStore, Staging};
+use storage::instrumented::Instrumented;
+use storage::{BlobStore, Staging, StorageMetrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -19,60 +22,86 @@ pub enum NodeError {
     Meta(#[from] raft::MetaError),
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The sockets a node serves on, bound by the caller (the binary from its
+/// config, tests on free loopback ports).
+pub struct Listeners {
+    /// The OCI API.
+    pub api: TcpListener,
+    /// Metrics and health (`http.debug.addr`); none disables it.
+    pub debug: Option<TcpListener>,
 }
 
 /// A running node.
 pub struct Node {
     addr: SocketAddr,
+    debug_addr: Option<SocketAddr>,
     server: actix_web::dev::Server,
+    debug_server: Option<actix_web::dev::Server>,
     meta: MetaStore,
     uploads: actix::Addr<UploadRegistry>,
     purger: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
-    /// Opens storage and metadata, and starts serving on `listener`. Must be
-    /// called inside an actix System. `handle_signals` lets SIGINT/SIGTERM
-    /// stop the node gracefully (the binary wants it; in-process tests do not).
+    /// Opens storage and metadata, and starts serving. Must be called inside
+    /// an actix System. `handle_signals` lets SIGINT/SIGTERM stop the node
+    /// gracefully (the binary wants it; in-process tests do not).
     pub async fn start(
         config: NodeConfig,
-        listener: TcpListener,
+        listeners: Listeners,
         handle_signals: bool,
     ) -> Result<Node, NodeError> {
         let blobs = storage::backends::open(&config.blobs).await?;
-        Self::start_with_store(config, listener, handle_signals, blobs).await
+        Self::start_with_store(config, listeners, handle_signals, blobs).await
     }
 
     /// [`Node::start`] with a blob store built by the caller (tests wrap
     /// backends, e.g. to inject faults) instead of the one `config` names.
     pub async fn start_with_store(
         config: NodeConfig,
-        listener: TcpListener,
+        listeners: Listeners,
         handle_signals: bool,
         blobs: Arc<dyn BlobStore>,
     ) -> Result<Node, NodeError> {
-        let addr = listener.local_addr()?;
+        let registry = prometheus::Registry::new();
+        let addr = listeners.api.local_addr()?;
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(Instrumented::new(blobs, StorageMetrics::new(&registry)?));
         let node_info = NodeInfo {
             api_addr: addr.to_string(),
             raft_addr: addr.to_string(),
         };
-        let meta = MetaStore::open(&config.raft, node_info).await?;
-        let staging = Staging::new(blobs);
+        let meta = MetaStore::open(&config.raft, node_info, &registry).await?;
+        let staging = Staging::new(blobs.clone());
+        let api_metrics = ApiMetrics::new(&registry)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let uploads =
-            actix::Actor::start(UploadRegistry::new(staging.clone(), meta.clone(), threads));
-        let purger = config.purge.enabled.then(|| {
-            tokio::spawn(crate::purge::run_forever(
+        let uploads = actix::Actor::start(UploadRegistry::new(
+            staging.clone(),
+            meta.clone(),
+            threads,
+            api_metrics.uploads_in_flight.clone(),
+        ));
+        let purger = if config.purge.enabled {
+            let metrics = PurgeMetrics::new(&registry)?;
+            Some(tokio::spawn(crate::purge::run_forever(
                 meta.clone(),
                 staging.clone(),
                 config.purge.clone(),
-            ))
-        });
+                metrics,
+            )))
+        } else {
+            None
+        };
         let state = AppState {
             meta: meta.clone(),
             staging,
             uploads: uploads.clone(),
             config: Arc::new(config.api.clone()),
+            metrics: api_metrics,
         };
         let mut server = HttpServer::new(move || {
             let state = state.clone();
@@ -80,15 +109,35 @@ impl Node {
         })
         .workers(threads)
         .shutdown_timeout(30)
-        .listen(listener)?;
+        .listen(listeners.api)?;
         if !handle_signals {
             server = server.disable_signals();
         }
         let server = server.run();
-        tracing::info!(%addr, blobs = ?config.blobs, meta = %config.raft.data_dir.display(), "registry listening");
+        let (debug_addr, debug_server) = match listeners.debug {
+            Some(listener) => (
+                Some(listener.local_addr()?),
+                Some(crate::debug::server(
+                    listener,
+                    registry,
+                    meta.clone(),
+                    blobs,
+                )?),
+            ),
+            None => (None, None),
+        };
+        tracing::info!(
+            %addr,
+            debug = ?debug_addr,
+            blobs = config.blobs.name(),
+            meta = %config.raft.data_dir.display(),
+            "registry listening"
+        );
         Ok(Node {
             addr,
+            debug_addr,
             server,
+            debug_server,
             meta,
             uploads,
             purger,
@@ -99,15 +148,28 @@ impl Node {
         self.addr
     }
 
-    /// A handle that stops the server from anywhere.
+    pub fn debug_addr(&self) -> Option<SocketAddr> {
+        self.debug_addr
+    }
+
+    /// A handle that stops the node from anywhere.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until the server stops (a signal or [`ServerHandle::stop`]),
-    /// draining in-flight requests, then stops Raft.
+    /// Serves until the API server stops (a signal or [`ServerHandle::stop`]),
+    /// draining in-flight requests, then stops the debug listener, the
+    /// background tasks, the upload sessions and Raft.
     pub async fn run(self) -> std::io::Result<()> {
+        let debug = self.debug_server.as_ref().map(|s| s.handle());
+        let debug_task = self.debug_server.map(tokio::spawn);
         let served = self.server.await;
+        if let Some(debug) = debug {
+            debug.stop(true).await;
+        }
+        if let Some(task) = debug_task {
+            let _ = task.await;
+        }
         if let Some(purger) = &self.purger {
             purger.abort();
         }
@@ -120,22 +182,22 @@ impl Node {
     }
 
     /// Starts a node on a thread of its own, with its own actix System.
-    pub fn spawn(config: NodeConfig, listener: TcpListener) -> Result<SpawnedNode, NodeError> {
-        Self::spawn_inner(config, listener, None)
+    pub fn spawn(config: NodeConfig, listeners: Listeners) -> Result<SpawnedNode, NodeError> {
+        Self::spawn_inner(config, listeners, None)
     }
 
     /// [`Node::spawn`] with a blob store built by the caller.
     pub fn spawn_with_store(
         config: NodeConfig,
-        listener: TcpListener,
+        listeners: Listeners,
         blobs: Arc<dyn BlobStore>,
     ) -> Result<SpawnedNode, NodeError> {
-        Self::spawn_inner(config, listener, Some(blobs))
+        Self::spawn_inner(config, listeners, Some(blobs))
     }
 
     fn spawn_inner(
         config: NodeConfig,
-        listener: TcpListener,
+        listeners: Listeners,
         blobs: Option<Arc<dyn BlobStore>>,
     ) -> Result<SpawnedNode, NodeError> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -150,8 +212,10 @@ impl Node {
                 });
                 system.block_on(async move {
                     let started = match blobs {
-                        Some(blobs) => Node::start_with_store(config, listener, false, blobs).await,
-                        None => Node::start(config, listener, false).await,
+                        Some(blobs) => {
+                            Node::start_with_store(config, listeners, false, blobs).await
+                        }
+                        None => Node::start(config, listeners, false).await,
                     };
                     match started {
                         Ok(node) => {

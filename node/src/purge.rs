@@ -107,19 +107,29 @@ fn uuid_of(id: &str) -> Option<uuid::Uuid> {
 }
 
 /// Runs [`run_once`] at start and then every `interval` until the node stops.
-pub async fn run_forever(meta: MetaStore, staging: Staging, config: PurgeConfig) {
+pub async fn run_forever(
+    meta: MetaStore,
+    staging: Staging,
+    config: PurgeConfig,
+    metrics: crate::metrics::PurgeMetrics,
+) {
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let started = std::time::Instant::now();
         let report = run_once(&meta, &staging, &config, api::state::now_ms()).await;
+        let took = started.elapsed();
+        metrics.purged.inc_by(report.purged as u64);
+        metrics.failures.inc_by(report.failed as u64);
+        metrics.duration.set(took.as_secs_f64());
+        metrics.last_run.set(api::state::now_ms() as f64 / 1000.0);
         tracing::info!(
             examined = report.examined,
             purged = report.purged,
             failed = report.failed,
             dry_run = config.dry_run,
-            millis = started.elapsed().as_millis() as u64,
+            millis = took.as_millis() as u64,
             "upload purge finished"
         );
     }

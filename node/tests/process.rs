@@ -26,6 +26,7 @@ fn start(dir: &Path, port: u16) -> Child {
         .arg("serve")
         .current_dir(dir)
         .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("REGISTRY_HTTP_DEBUG_ADDR", "")
         .env("REGISTRY_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -88,6 +89,7 @@ fn bad_config_is_refused_naming_the_key() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_registry"))
         .arg("serve")
+        .env("REGISTRY_HTTP_DEBUG_ADDR", "")
         .env("REGISTRY_STORAGE_DELETE_ENABLED", "sometimes")
         .output()
         .unwrap();
@@ -313,6 +315,7 @@ async fn s3_credentials_come_from_the_aws_environment() {
         .arg("serve")
         .current_dir(dir.path())
         .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("REGISTRY_HTTP_DEBUG_ADDR", "")
         .env("REGISTRY_LOG_LEVEL", "warn")
         .env("REGISTRY_STORAGE_S3_BUCKET", "images")
         .env("REGISTRY_STORAGE_S3_REGION", "us-east-1")

@@ -20,6 +20,7 @@ pub struct MetaStore {
     raft: Raft,
     view: StateView,
     node_id: u64,
+    metrics: crate::RaftMetrics,
 }
 
 impl std::fmt::Debug for MetaStore {
@@ -39,11 +40,18 @@ impl From<ApplyError> for MetaError {
 impl MetaStore {
     /// Opens the metadata store under `config.data_dir`, starts Raft, and
     /// bootstraps a one-member cluster on first start. Returns once this node leads.
-    pub async fn open(config: &RaftConfig, node: NodeInfo) -> Result<Self, MetaError> {
+    pub async fn open(
+        config: &RaftConfig,
+        node: NodeInfo,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, MetaError> {
+        let metrics = crate::RaftMetrics::new(registry)
+            .map_err(|e| MetaError::Fatal(format!("register raft metrics: {e}")))?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| MetaError::Fatal(format!("create {}: {e}", config.data_dir.display())))?;
         let (log, sm) = crate::store::open(&config.data_dir)
             .map_err(|e| MetaError::Fatal(format!("open {}: {e}", config.data_dir.display())))?;
+        let sm = sm.with_metrics(metrics.clone());
         let view = sm.view();
         let election_ms = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {
@@ -77,15 +85,39 @@ impl MetaStore {
             .current_leader(config.node_id, "this node leads its cluster")
             .await
             .map_err(|e| MetaError::Unavailable(format!("no leader elected: {e}")))?;
+        let mut watch = raft.metrics();
+        let gauges = metrics.clone();
+        tokio::spawn(async move {
+            loop {
+                gauges.observe(&watch.borrow_and_update());
+                if watch.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
         Ok(MetaStore {
             raft,
             view,
             node_id: config.node_id,
+            metrics,
         })
     }
 
     /// Appends `command` to the log and returns what applying it answered.
     pub async fn propose(&self, command: Command) -> Result<Response, MetaError> {
+        let timer = self.metrics.proposal_duration.start_timer();
+        let result = self.propose_inner(command).await;
+        timer.observe_duration();
+        let outcome = match &result {
+            Ok(Response::Done) => "done",
+            Ok(_) => "rejected",
+            Err(_) => "failed",
+        };
+        self.metrics.proposals.with_label_values(&[outcome]).inc();
+        result
+    }
+
+    async fn propose_inner(&self, command: Command) -> Result<Response, MetaError> {
         match self.raft.client_write(command).await {
             Ok(written) => Ok(written.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(

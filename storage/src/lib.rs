@@ -11,7 +11,9 @@ pub mod digest;
 pub mod error;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod faulty;
+pub mod instrumented;
 pub mod key;
+pub mod metrics;
 pub mod staging;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
@@ -21,5 +23,6 @@ pub use config::BackendConfig;
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{ErrorKind, StorageError};
 pub use key::ObjectKey;
+pub use metrics::StorageMetrics;
 pub use staging::{Part, Staging};
 pub use uuid;

@@ -50,6 +50,7 @@ pub struct TestNode {
     pub faults: FaultSwitch,
     config: NodeConfig,
     addr: SocketAddr,
+    debug_addr: SocketAddr,
     dir: tempfile::TempDir,
 }
 
@@ -88,16 +89,20 @@ impl TestNode {
         }
         adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let debug = TcpListener::bind("127.0.0.1:0").expect("bind debug");
         let addr = listener.local_addr().expect("addr");
+        let debug_addr = debug.local_addr().expect("debug addr");
         config.listen = addr;
+        config.debug_listen = Some(debug_addr);
         let faults = FaultSwitch::default();
-        let node = spawn(&config, listener, &faults);
+        let node = spawn(&config, listener, debug, &faults);
         TestNode {
             node: Some(node),
             s3,
             faults,
             config,
             addr,
+            debug_addr,
             dir,
         }
     }
@@ -108,11 +113,17 @@ impl TestNode {
             node.stop();
         }
         let listener = TcpListener::bind(self.addr).expect("rebind the same port");
-        self.node = Some(spawn(&self.config, listener, &self.faults));
+        let debug = TcpListener::bind(self.debug_addr).expect("rebind the debug port");
+        self.node = Some(spawn(&self.config, listener, debug, &self.faults));
     }
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The base URL of `/metrics`, `/healthz` and `/readyz`.
+    pub fn debug_url(&self) -> String {
+        format!("http://{}", self.debug_addr)
     }
 
     pub fn host(&self) -> String {
@@ -138,7 +149,12 @@ impl TestNode {
 }
 
 /// Starts a node whose blob store (from `config`) fails while `faults` is set.
-fn spawn(config: &NodeConfig, listener: TcpListener, faults: &FaultSwitch) -> SpawnedNode {
+fn spawn(
+    config: &NodeConfig,
+    listener: TcpListener,
+    debug: TcpListener,
+    faults: &FaultSwitch,
+) -> SpawnedNode {
     // Opened on a thread of its own: callers may be inside a tokio runtime.
     let inner = std::thread::scope(|s| {
         s.spawn(|| {
@@ -153,7 +169,11 @@ fn spawn(config: &NodeConfig, listener: TcpListener, faults: &FaultSwitch) -> Sp
     })
     .expect("open blob store");
     let blobs = Arc::new(FaultyStore::new(inner, faults.clone()));
-    Node::spawn_with_store(config.clone(), listener, blobs).expect("node starts")
+    let listeners = node::Listeners {
+        api: listener,
+        debug: Some(debug),
+    };
+    Node::spawn_with_store(config.clone(), listeners, blobs).expect("node starts")
 }
 
 /// Logs go to the test's output when `RUST_LOG` is set.

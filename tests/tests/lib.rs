@@ -5,6 +5,7 @@ mod azure_backend;
 mod bad_input;
 mod docker;
 mod helm;
+mod metrics;
 mod oci_client;
 mod oci_discovery;
 mod oci_management;

@@ -6,6 +6,7 @@ use crate::names::RepoName;
 use crate::state::AppState;
 use actix_web::body::SizedStream;
 use actix_web::{HttpRequest, HttpResponse};
+use futures::TryStreamExt;
 use raft::{Command, Response};
 use storage::{ByteRange, Digest, ObjectKey};
 
@@ -75,7 +76,12 @@ pub async fn get(
             futures::stream::empty::<Result<bytes::Bytes, storage::StorageError>>(),
         )));
     }
-    let stream = state.blobs().get(&ObjectKey::blob(digest), range).await?;
+    let sent = state.metrics.sent_bytes.clone();
+    let stream = state
+        .blobs()
+        .get(&ObjectKey::blob(digest), range)
+        .await?
+        .inspect_ok(move |chunk| sent.inc_by(chunk.len() as u64));
     Ok(response.body(SizedStream::new(length, stream)))
 }
 

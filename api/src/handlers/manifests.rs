@@ -41,6 +41,7 @@ pub async fn put(
         }
         bytes.extend_from_slice(&chunk);
     }
+    state.metrics.received_bytes.inc_by(bytes.len() as u64);
     let bytes = bytes.freeze();
     let parsed = manifest::parse(header(req, "Content-Type"), &bytes)?;
     let (digest, tag) = match reference {
@@ -159,6 +160,7 @@ pub async fn get(
             futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>(),
         )));
     }
+    state.metrics.sent_bytes.inc_by(record.bytes.len() as u64);
     Ok(response.body(record.bytes))
 }
 

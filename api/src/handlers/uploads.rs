@@ -28,7 +28,7 @@ pub async fn start(
         // Not mountable: fall through to a new session, as the spec asks.
     } else if let Some(raw) = q.get("digest") {
         let digest = parse_digest(raw)?;
-        let (forward, body) = pump(payload);
+        let (forward, body) = pump(payload, state.metrics.received_bytes.clone());
         let (_, stored) = futures::join!(
             forward,
             upload::store_blob(state, name.as_str(), &digest, body)
@@ -127,7 +127,7 @@ pub async fn patch(
         }
     };
     let addr = session(state, name, id).await?;
-    let (forward, body) = pump(payload);
+    let (forward, body) = pump(payload, state.metrics.received_bytes.clone());
     let (_, offset) = futures::join!(forward, addr.send(Append { start, body }));
     Ok(upload_accepted(name, id, offset??))
 }
@@ -149,7 +149,7 @@ pub async fn finish(
     let digest = parse_digest(raw)?;
     let addr = session(state, name, id).await?;
     let size = if has_body(req) {
-        let (forward, body) = pump(payload);
+        let (forward, body) = pump(payload, state.metrics.received_bytes.clone());
         let message = Finish {
             digest: digest.clone(),
             body: Some(body),

@@ -15,10 +15,16 @@ const IN_FLIGHT_CHUNKS: usize = 16;
 
 /// Splits a request payload into a future that forwards it and the receiving
 /// end. Poll the future alongside whatever consumes the body.
-pub fn pump(mut payload: web::Payload) -> (impl std::future::Future<Output = ()>, Body) {
+pub fn pump(
+    mut payload: web::Payload,
+    received: prometheus::IntCounter,
+) -> (impl std::future::Future<Output = ()>, Body) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT_CHUNKS);
     let forward = async move {
         while let Some(chunk) = payload.next().await {
+            if let Ok(bytes) = &chunk {
+                received.inc_by(bytes.len() as u64);
+            }
             let item = chunk.map_err(|e| {
                 StorageError::new(ErrorKind::Unavailable, "request body interrupted")
                     .with_source(e.to_string())

@@ -14,17 +14,24 @@ pub struct UploadRegistry {
     next: usize,
     staging: Staging,
     meta: MetaStore,
+    in_flight: prometheus::IntGauge,
 }
 
 impl UploadRegistry {
     /// A registry whose sessions run on `threads` arbiters.
-    pub fn new(staging: Staging, meta: MetaStore, threads: usize) -> Self {
+    pub fn new(
+        staging: Staging,
+        meta: MetaStore,
+        threads: usize,
+        in_flight: prometheus::IntGauge,
+    ) -> Self {
         UploadRegistry {
             sessions: HashMap::new(),
             arbiters: (0..threads.max(1)).map(|_| Arbiter::new()).collect(),
             next: 0,
             staging,
             meta,
+            in_flight,
         }
     }
 }
@@ -82,15 +89,25 @@ impl Handler<Session> for UploadRegistry {
         self.sessions.retain(|_, addr| addr.connected());
         // After Shutdown no arbiter is left; the session then runs here.
         let Some(arbiter) = self.arbiters.get(self.next % self.arbiters.len().max(1)) else {
-            let (staging, meta) = (self.staging.clone(), self.meta.clone());
+            let (staging, meta, in_flight) = (
+                self.staging.clone(),
+                self.meta.clone(),
+                self.in_flight.clone(),
+            );
             let Session { id, repo, fresh } = msg;
-            return MessageResult(UploadSession::new(id, repo, staging, meta, fresh).start());
+            return MessageResult(
+                UploadSession::new(id, repo, staging, meta, fresh, in_flight).start(),
+            );
         };
         self.next = self.next.wrapping_add(1);
-        let (staging, meta) = (self.staging.clone(), self.meta.clone());
+        let (staging, meta, in_flight) = (
+            self.staging.clone(),
+            self.meta.clone(),
+            self.in_flight.clone(),
+        );
         let Session { id, repo, fresh } = msg;
         let addr = UploadSession::start_in_arbiter(&arbiter.handle(), move |_| {
-            UploadSession::new(id, repo, staging, meta, fresh)
+            UploadSession::new(id, repo, staging, meta, fresh, in_flight)
         });
         self.sessions.insert(id, addr.clone());
         MessageResult(addr)

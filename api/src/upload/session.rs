@@ -22,12 +22,20 @@ pub struct UploadSession {
     /// `None` while a message is being handled.
     worker: Option<Worker>,
     last_used: Instant,
+    in_flight: prometheus::IntGauge,
 }
 
 impl UploadSession {
     /// A session for upload `id` of `repo`. `fresh` sessions start empty;
     /// others rebuild their digest from the staged parts on first use.
-    pub fn new(id: Uuid, repo: String, staging: Staging, meta: MetaStore, fresh: bool) -> Self {
+    pub fn new(
+        id: Uuid,
+        repo: String,
+        staging: Staging,
+        meta: MetaStore,
+        fresh: bool,
+        in_flight: prometheus::IntGauge,
+    ) -> Self {
         let progress = fresh.then(|| Progress {
             hasher: Hasher::new(Algorithm::Sha256),
         });
@@ -40,6 +48,7 @@ impl UploadSession {
                 progress,
             }),
             last_used: Instant::now(),
+            in_flight,
         }
     }
 
@@ -73,7 +82,12 @@ impl UploadSession {
 impl Actor for UploadSession {
     type Context = Context<Self>;
 
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.in_flight.dec();
+    }
+
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.in_flight.inc();
         ctx.run_interval(IDLE_TIMEOUT / 4, |act, ctx| {
             if act.worker.is_some() && act.last_used.elapsed() >= IDLE_TIMEOUT {
                 ctx.stop();

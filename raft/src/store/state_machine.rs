@@ -31,6 +31,7 @@ pub struct StateMachine {
     /// Held while a batch is written or the state is exported, so a snapshot
     /// built concurrently with `apply` sees a state matching its `last_applied`.
     write_lock: Arc<Mutex<()>>,
+    metrics: Option<crate::RaftMetrics>,
 }
 
 impl StateMachine {
@@ -44,7 +45,14 @@ impl StateMachine {
             view: StateView::new(open("state")?),
             snapshots: open("snapshot")?,
             write_lock: Arc::new(Mutex::new(())),
+            metrics: None,
         })
+    }
+
+    /// Records snapshot builds in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::RaftMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// A read-only view of the applied state.
@@ -138,6 +146,7 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = std::time::Instant::now();
         let (last_applied, membership, data) = {
             let _guard = self.lock();
             let (last_applied, membership) = self.read_bookkeeping()?;
@@ -158,7 +167,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let stored = StoredSnapshot { meta, data };
         self.save_snapshot(&stored).await?;
-        tracing::info!(snapshot = %stored.meta.snapshot_id, bytes = stored.data.len(), "built metadata snapshot");
+        let took = started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            metrics.snapshot_last_build.set(now.as_secs_f64());
+            metrics.snapshot_build_duration.set(took.as_secs_f64());
+        }
+        tracing::info!(
+            snapshot = %stored.meta.snapshot_id,
+            bytes = stored.data.len(),
+            millis = took.as_millis() as u64,
+            "built metadata snapshot"
+        );
         Ok(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),

@@ -1,0 +1,93 @@
+//! Raft metrics: term, leader, log and applied indexes, proposal latency,
+//! and when the last snapshot was built and how long it took.
+
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct RaftMetrics {
+    pub term: IntGauge,
+    pub leader: IntGauge,
+    pub is_leader: IntGauge,
+    pub last_log_index: IntGauge,
+    pub applied_index: IntGauge,
+    pub snapshot_index: IntGauge,
+    pub proposal_duration: Histogram,
+    pub proposals: IntCounterVec,
+    pub snapshot_last_build: Gauge,
+    pub snapshot_build_duration: Gauge,
+}
+
+impl RaftMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let float = |name: &str, help: &str| -> prometheus::Result<Gauge> {
+            let g = Gauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let proposal_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "registry_raft_proposal_duration_seconds",
+                "Time from proposing a command to its application",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 3.0, 12)?),
+        )?;
+        registry.register(Box::new(proposal_duration.clone()))?;
+        let proposals = IntCounterVec::new(
+            Opts::new(
+                "registry_raft_proposals_total",
+                "Commands proposed, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(proposals.clone()))?;
+        Ok(RaftMetrics {
+            term: gauge("registry_raft_term", "Current Raft term")?,
+            leader: gauge(
+                "registry_raft_leader",
+                "Id of the current leader (0 when none)",
+            )?,
+            is_leader: gauge("registry_raft_is_leader", "1 when this node leads")?,
+            last_log_index: gauge(
+                "registry_raft_last_log_index",
+                "Index of the last log entry",
+            )?,
+            applied_index: gauge(
+                "registry_raft_applied_index",
+                "Index of the last applied entry",
+            )?,
+            snapshot_index: gauge(
+                "registry_raft_snapshot_index",
+                "Last log index in the current snapshot",
+            )?,
+            proposal_duration,
+            proposals,
+            snapshot_last_build: float(
+                "registry_raft_snapshot_last_build_timestamp_seconds",
+                "When this node last built a snapshot (Unix time; 0 = never)",
+            )?,
+            snapshot_build_duration: float(
+                "registry_raft_snapshot_build_duration_seconds",
+                "How long the last snapshot build took",
+            )?,
+        })
+    }
+
+    /// Copies openraft's own metrics into the gauges.
+    pub(crate) fn observe(&self, m: &openraft::RaftMetrics<u64, crate::NodeInfo>) {
+        self.term.set(m.current_term as i64);
+        self.leader.set(m.current_leader.unwrap_or(0) as i64);
+        self.is_leader
+            .set(i64::from(m.current_leader == Some(m.id)));
+        self.last_log_index
+            .set(m.last_log_index.unwrap_or(0) as i64);
+        self.applied_index
+            .set(m.last_applied.map_or(0, |l| l.index) as i64);
+        self.snapshot_index
+            .set(m.snapshot.map_or(0, |l| l.index) as i64);
+    }
+}
