@@ -3,6 +3,7 @@
 //! client over reqwest for the workflows.
 
 pub mod azurite;
+pub mod bench;
 pub mod oci;
 pub mod s3;
 

@@ -3,6 +3,7 @@
 
 mod azure_backend;
 mod bad_input;
+mod bench_smoke;
 mod docker;
 mod helm;
 mod metrics;

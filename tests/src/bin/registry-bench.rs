@@ -1,0 +1,85 @@
+//! `registry-bench`: measure a registry over the OCI API, or compare two runs.
+
+use clap::{Parser, Subcommand};
+use registry_tests::bench::{self, Report, Sizes};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "registry-bench", about = "Benchmark an OCI registry over HTTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every workload against one registry and write the figures as JSON.
+    Run {
+        /// Base URL, e.g. http://127.0.0.1:5000
+        #[arg(long)]
+        url: String,
+        /// Name for this registry in tables.
+        #[arg(long, default_value = "registry")]
+        label: String,
+        /// The server's PID, to report its peak RSS.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Where to write the JSON report.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// A smoke run with tiny sizes.
+        #[arg(long)]
+        tiny: bool,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print two JSON reports side by side with the ratio ours/reference.
+    Table { ours: PathBuf, reference: PathBuf },
+}
+
+fn read(path: &PathBuf) -> Report {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+#[tokio::main]
+async fn main() {
+    match Cli::parse().command {
+        Command::Run {
+            url,
+            label,
+            pid,
+            json,
+            tiny,
+            quiet,
+        } => {
+            let sizes = if tiny { Sizes::tiny() } else { Sizes::full() };
+            let report = bench::run(&label, &url, pid, &sizes, !quiet).await;
+            for f in &report.figures {
+                println!(
+                    "{:<44} {:>10.1} {:<5}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}",
+                    f.workload, f.throughput, f.unit, f.p50_ms, f.p99_ms, f.errors
+                );
+            }
+            if let Some(rss) = report.peak_rss_bytes {
+                println!("peak RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
+            }
+            println!("single-core SHA-256 {:.0} MB/s", report.sha256_mb_s);
+            if let Some(path) = json {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("json"))
+                    .expect("write report");
+            }
+            if report.figures.iter().any(|f| f.errors > 0) {
+                std::process::exit(1);
+            }
+        }
+        Command::Table { ours, reference } => {
+            print!("{}", bench::table(&read(&ours), &read(&reference)))
+        }
+    }
+}
