@@ -61,6 +61,23 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// old or the new object, never a partial one. `NotFound` if `from` is missing.
     async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()>;
 
+    /// Whether [`BlobStore::append`] works. Stores that can append in place
+    /// stage an upload as one growing object, so commit is a rename, not a copy.
+    fn can_append(&self) -> bool {
+        false
+    }
+
+    /// Appends `body` to the object at `key`, which must be exactly `offset`
+    /// bytes long (`offset` 0 creates it), durably before returning the new
+    /// length. A wrong offset is `InvalidRange`; a failed body leaves the
+    /// object at `offset` bytes. Only called when `can_append` is true.
+    async fn append(&self, key: &ObjectKey, _offset: u64, _body: ByteStream) -> Result<u64> {
+        Err(crate::StorageError::new(
+            crate::ErrorKind::Internal,
+            format!("{} cannot append to {key}", self.backend()),
+        ))
+    }
+
     /// Writes the concatenation of `sources` (key and size, in order) to `to`
     /// without the bytes passing through this process, if the backend can.
     /// Returns `Ok(false)`, having written nothing, when it cannot; the

@@ -51,6 +51,15 @@ impl BlobStore for FaultyStore {
         self.inner.put(key, body).await
     }
 
+    fn can_append(&self) -> bool {
+        self.inner.can_append()
+    }
+
+    async fn append(&self, key: &ObjectKey, offset: u64, body: ByteStream) -> Result<u64> {
+        self.switch.check("append", key)?;
+        self.inner.append(key, offset, body).await
+    }
+
     async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
         self.switch.check("get", key)?;
         self.inner.get(key, range).await

@@ -68,6 +68,15 @@ impl BlobStore for Instrumented {
         self.observe("put", key, self.inner.put(key, body)).await
     }
 
+    fn can_append(&self) -> bool {
+        self.inner.can_append()
+    }
+
+    async fn append(&self, key: &ObjectKey, offset: u64, body: ByteStream) -> Result<u64> {
+        self.observe("append", key, self.inner.append(key, offset, body))
+            .await
+    }
+
     async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
         self.observe("get", key, self.inner.get(key, range)).await
     }

@@ -39,7 +39,14 @@ impl Staging {
     }
 
     /// Stores `body` as the part starting at `offset`; returns its length.
+    /// Stores that can append grow one object per upload instead, so a
+    /// multi-PATCH upload commits by rename.
     pub async fn write_part(&self, upload: &Uuid, offset: u64, body: ByteStream) -> Result<u64> {
+        if self.store.can_append() {
+            let key = ObjectKey::upload_part(upload, 0);
+            let end = self.store.append(&key, offset, body).await?;
+            return Ok(end - offset);
+        }
         self.store
             .put(&ObjectKey::upload_part(upload, offset), body)
             .await

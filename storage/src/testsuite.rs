@@ -39,6 +39,9 @@ pub async fn conformance(store: &dyn BlobStore) {
     rename_moves(store).await;
     concurrent_writers_of_one_key(store).await;
     empty_object(store).await;
+    if store.can_append() {
+        append_in_place(store).await;
+    }
     let everything = store
         .list(&ObjectKey::from_listing("blobs").expect("key"))
         .await
@@ -211,5 +214,44 @@ async fn empty_object(store: &dyn BlobStore) {
     assert_eq!(store.put(&k, body_of(vec![])).await.expect("put"), 0);
     assert_eq!(store.head(&k).await.expect("head").size, 0);
     assert_eq!(read(store, &k, None).await, b"");
+    store.delete(&k).await.expect("delete");
+}
+
+async fn append_in_place(store: &dyn BlobStore) {
+    let upload = uuid::Uuid::new_v4();
+    let k = ObjectKey::upload_part(&upload, 0);
+    assert_eq!(
+        store
+            .append(&k, 0, body_of(vec![b"abc".to_vec()]))
+            .await
+            .expect("create"),
+        3
+    );
+    assert_eq!(
+        store
+            .append(&k, 3, body_of(vec![b"de".to_vec(), b"f".to_vec()]))
+            .await
+            .expect("append"),
+        6
+    );
+    let err = store
+        .append(&k, 4, body_of(vec![b"x".to_vec()]))
+        .await
+        .expect_err("wrong offset");
+    assert_eq!(err.kind, ErrorKind::InvalidRange);
+    let failing = futures::stream::iter(vec![
+        Ok(Bytes::from_static(b"partial")),
+        Err(StorageError::new(
+            ErrorKind::Unavailable,
+            "client went away",
+        )),
+    ])
+    .boxed();
+    store.append(&k, 6, failing).await.expect_err("failed body");
+    assert_eq!(
+        read(store, &k, None).await,
+        b"abcdef",
+        "a failed append leaves the object as it was"
+    );
     store.delete(&k).await.expect("delete");
 }

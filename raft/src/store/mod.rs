@@ -15,10 +15,15 @@ use crate::types::StorageError;
 use openraft::{ErrorSubject, ErrorVerb, StorageIOError};
 use std::path::Path;
 
+/// sled's page cache: metadata is small and served from it.
+const CACHE_BYTES: u64 = 64 << 20;
+
 /// Opens (creating if needed) the metadata database under `dir`.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StorageError> {
+    // Metadata is small next to sled's 1 GiB default page cache.
     let db = sled::Config::new()
         .path(dir)
+        .cache_capacity(CACHE_BYTES)
         .open()
         .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, &e))?;
     let log = LogStore::new(&db)?;

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 const TMP_DIR: &str = ".tmp";
 const WRITE_BUFFER: usize = 1 << 20;
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = 1 << 20;
 
 #[derive(Debug)]
 pub struct FsStore {
@@ -123,6 +123,82 @@ impl BlobStore for FsStore {
         self.place(&temp.0, &self.path(key)).await?;
         temp.disarm();
         Ok(size)
+    }
+
+    fn can_append(&self) -> bool {
+        true
+    }
+
+    async fn append(&self, key: &ObjectKey, offset: u64, body: ByteStream) -> Result<u64> {
+        let path = self.path(key);
+        let parent = path
+            .parent()
+            .ok_or_else(|| StorageError::new(ErrorKind::Internal, "object path has no parent"))?
+            .to_owned();
+        if offset == 0 {
+            tokio::fs::create_dir_all(&parent)
+                .await
+                .map_err(|e| StorageError::io(format!("create {}", parent.display()), e))?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(offset == 0)
+            .truncate(false)
+            .open(&path)
+            .await
+            .map_err(|e| StorageError::io(key.to_string(), e))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| StorageError::io(key.to_string(), e))?
+            .len();
+        if len != offset {
+            return Err(StorageError::new(
+                ErrorKind::InvalidRange,
+                format!("{key} holds {len} bytes, not {offset}"),
+            ));
+        }
+        let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        writer
+            .seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| StorageError::io(key.to_string(), e))?;
+        let mut written = 0u64;
+        let mut body = body;
+        let streamed: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                written += chunk.len() as u64;
+                writer
+                    .write_all(&chunk)
+                    .await
+                    .map_err(|e| StorageError::io(format!("append to {key}"), e))?;
+            }
+            writer
+                .flush()
+                .await
+                .map_err(|e| StorageError::io(format!("append to {key}"), e))
+        }
+        .await;
+        let file = writer.into_inner();
+        if let Err(e) = streamed {
+            // Back to where the caller believes the object ends.
+            let _ = file.set_len(offset).await;
+            let _ = file.sync_all().await;
+            return Err(e);
+        }
+        file.sync_data()
+            .await
+            .map_err(|e| StorageError::io(format!("fsync {key}"), e))?;
+        if offset == 0 {
+            tokio::task::spawn_blocking(move || std::fs::File::open(&parent)?.sync_all())
+                .await
+                .map_err(|e| {
+                    StorageError::new(ErrorKind::Internal, "fsync task failed").with_source(e)
+                })?
+                .map_err(|e| StorageError::io("fsync directory", e))?;
+        }
+        Ok(offset + written)
     }
 
     async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
