@@ -287,6 +287,11 @@ struct MetadataSection {
     /// This node's Raft id.
     #[serde(default = "default_node_id")]
     nodeid: u64,
+    /// Build a metadata snapshot (and trim the Raft log) after this many
+    /// log entries. Lower keeps the log and memory small; higher spends less
+    /// time exporting a large state.
+    #[serde(default = "default_snapshot_every")]
+    snapshotevery: u64,
 }
 
 impl Default for MetadataSection {
@@ -294,6 +299,7 @@ impl Default for MetadataSection {
         MetadataSection {
             dir: default_meta_dir(),
             nodeid: default_node_id(),
+            snapshotevery: default_snapshot_every(),
         }
     }
 }
@@ -304,6 +310,10 @@ fn default_meta_dir() -> PathBuf {
 
 fn default_node_id() -> u64 {
     1
+}
+
+fn default_snapshot_every() -> u64 {
+    raft::RaftConfig::single_node(PathBuf::new()).snapshot_every
 }
 
 const ENV_PREFIX: &str = "REGISTRY_";
@@ -418,6 +428,12 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
     }
     let mut raft = raft::RaftConfig::single_node(file.metadata.dir);
     raft.node_id = file.metadata.nodeid;
+    if file.metadata.snapshotevery == 0 {
+        return Err(ConfigError::Invalid(
+            "metadata.snapshotevery: must be at least 1".to_owned(),
+        ));
+    }
+    raft.snapshot_every = file.metadata.snapshotevery;
     Ok(NodeConfig {
         listen,
         debug_listen,

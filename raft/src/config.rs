@@ -14,7 +14,9 @@ pub struct RaftConfig {
     pub heartbeat: Duration,
     /// Lower bound of the randomized election timeout (the upper bound is twice this).
     pub election_timeout: Duration,
-    /// Build a snapshot after this many log entries since the last one.
+    /// Build a snapshot after this many log entries since the last one. The
+    /// log is trimmed to the last 1000 entries after each snapshot; a long
+    /// log costs memory in sled (measured in docs/performance.md).
     pub snapshot_every: u64,
 }
 
@@ -25,7 +27,7 @@ impl RaftConfig {
             data_dir,
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(250),
-            snapshot_every: 10_000,
+            snapshot_every: 2_000,
         }
     }
 }

@@ -16,7 +16,7 @@ use openraft::{ErrorSubject, ErrorVerb, StorageIOError};
 use std::path::Path;
 
 /// sled's page cache: metadata is small and served from it.
-const CACHE_BYTES: u64 = 64 << 20;
+const CACHE_BYTES: u64 = 16 << 20;
 
 /// Opens (creating if needed) the metadata database under `dir`.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StorageError> {
