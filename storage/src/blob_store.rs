@@ -31,6 +31,22 @@ impl ByteRange {
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
+
+    /// The range a read of `range` (or the whole object) covers in an object
+    /// of `size` bytes, or `InvalidRange` when it reaches outside it.
+    pub fn within(range: Option<ByteRange>, size: u64, key: &ObjectKey) -> Result<ByteRange> {
+        let range = range.unwrap_or(ByteRange {
+            start: 0,
+            end: size,
+        });
+        if range.start > range.end || range.end > size {
+            return Err(StorageError::new(
+                crate::ErrorKind::InvalidRange,
+                format!("{key}: {}..{} of {size}", range.start, range.end),
+            ));
+        }
+        Ok(range)
+    }
 }
 
 /// An object store. Keys come from [`ObjectKey`]; values are immutable once put.

@@ -210,16 +210,7 @@ impl BlobStore for FsStore {
             .await
             .map_err(|e| StorageError::io(key.to_string(), e))?
             .len();
-        let range = range.unwrap_or(ByteRange {
-            start: 0,
-            end: size,
-        });
-        if range.start > range.end || range.end > size {
-            return Err(StorageError::new(
-                ErrorKind::InvalidRange,
-                format!("{key}: {}..{} of {size}", range.start, range.end),
-            ));
-        }
+        let range = ByteRange::within(range, size, key)?;
         if range.start > 0 {
             file.seek(std::io::SeekFrom::Start(range.start))
                 .await

@@ -1,7 +1,7 @@
 //! Blobs in process memory.
 
 use crate::blob_store::{BlobStore, ByteRange, ByteStream, ObjectMeta};
-use crate::error::{ErrorKind, Result, StorageError};
+use crate::error::{Result, StorageError};
 use crate::key::ObjectKey;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -48,18 +48,8 @@ impl BlobStore for MemoryStore {
 
     async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
         let data = self.object(key)?;
-        let data = match range {
-            None => data,
-            Some(r) if r.start <= r.end && r.end <= data.len() as u64 => {
-                data.slice(r.start as usize..r.end as usize)
-            }
-            Some(r) => {
-                return Err(StorageError::new(
-                    ErrorKind::InvalidRange,
-                    format!("{key}: {}..{} of {}", r.start, r.end, data.len()),
-                ))
-            }
-        };
+        let r = ByteRange::within(range, data.len() as u64, key)?;
+        let data = data.slice(r.start as usize..r.end as usize);
         Ok(futures::stream::once(async move { Ok(data) }).boxed())
     }
 

@@ -122,16 +122,7 @@ impl BlobStore for ObjectStore {
         // opendal reads lazily; a stat first turns a missing object or a bad
         // range into an error before any response has started.
         let size = self.head(key).await?.size;
-        let range = range.unwrap_or(ByteRange {
-            start: 0,
-            end: size,
-        });
-        if range.start > range.end || range.end > size {
-            return Err(StorageError::new(
-                ErrorKind::InvalidRange,
-                format!("{key}: {}..{} of {size}", range.start, range.end),
-            ));
-        }
+        let range = ByteRange::within(range, size, key)?;
         if range.is_empty() {
             return Ok(futures::stream::empty().boxed());
         }
