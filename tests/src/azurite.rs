@@ -3,7 +3,6 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Azurite's fixed development account.
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -40,14 +39,7 @@ impl Azurite {
             _dir: dir,
             child,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "azurite never listened on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_for_port(port, "azurite");
         let connection = format!(
             "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={};",
             azurite.endpoint()

@@ -599,7 +599,10 @@ pub async fn run(
         // A fresh namespace per run, so runs against one registry do not collide.
         prefix: format!(
             "bench{}",
-            std::process::id() ^ (Instant::now().elapsed().subsec_nanos())
+            std::process::id()
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos())
         ),
     };
     let mut figures = bench.blobs(sizes).await;

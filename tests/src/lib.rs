@@ -177,6 +177,29 @@ fn spawn(
     Node::spawn_with_store(config.clone(), listeners, blobs).expect("node starts")
 }
 
+/// Polls `ready` every few milliseconds until it holds or `limit` passes;
+/// answers whether it held. The one place the harness waits.
+pub fn poll_until(limit: std::time::Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if ready() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits until something listens on loopback `port`; panics naming `what` after a minute.
+pub fn wait_for_port(port: u16, what: &str) {
+    let listening = poll_until(std::time::Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(listening, "{what} never listened on port {port}");
+}
+
 /// Logs go to the test's output when `RUST_LOG` is set.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()

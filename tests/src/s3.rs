@@ -2,9 +2,8 @@
 //! which verifies SigV4 signatures and keeps objects as plain files.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub const BUCKET: &str = "test";
 pub const ACCESS_KEY: &str = "registry-test-key";
@@ -84,19 +83,7 @@ impl S3Server {
             .spawn()
             .expect("s3s-fs is installed (scripts/setup installs it)");
         self.child = Some(child);
-        wait_for_port(self.port, self.dir.path());
-    }
-}
-
-fn wait_for_port(port: u16, dir: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "s3s-fs on {port} ({}) never listened",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        crate::wait_for_port(self.port, "s3s-fs");
     }
 }
 

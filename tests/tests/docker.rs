@@ -5,7 +5,7 @@
 use registry_tests::TestNode;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// containerd and dockerd for one test; both are stopped on drop.
 struct Daemons {
@@ -81,15 +81,10 @@ impl Daemons {
             .spawn()
             .expect("dockerd is installed (scripts/setup installs docker.io)");
         daemons.children.push(dockerd);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !daemons.docker(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not start: {}",
-                daemons.log("dockerd.log")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let up = registry_tests::poll_until(Duration::from_secs(60), || {
+            daemons.docker(&["version"]).status.success()
+        });
+        assert!(up, "dockerd did not start: {}", daemons.log("dockerd.log"));
         daemons
     }
 
@@ -98,11 +93,10 @@ impl Daemons {
     }
 
     fn wait_for(&self, socket: &Path, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::metadata(socket).is_err() {
-            assert!(Instant::now() < deadline, "{what} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let up = registry_tests::poll_until(Duration::from_secs(30), || {
+            std::fs::metadata(socket).is_ok()
+        });
+        assert!(up, "{what} did not start");
     }
 
     fn log(&self, name: &str) -> String {
@@ -149,10 +143,9 @@ impl Drop for Daemons {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            registry_tests::poll_until(Duration::from_secs(20), || {
+                child.try_wait().ok().flatten().is_some()
+            });
             let _ = child.kill();
             let _ = child.wait();
         }
