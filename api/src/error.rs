@@ -1,8 +1,8 @@
 //! The OCI error table and the one place an error becomes an HTTP response.
 //!
 //! Codes are those of the OCI Distribution Specification's error table, plus
-//! three that distribution registers and clients know: `RANGE_INVALID` (416),
-//! `UNAVAILABLE` (503) and `UNKNOWN` (500).
+//! four that distribution registers and clients know: `RANGE_INVALID` (416),
+//! `PAGINATION_NUMBER_INVALID` (400), `UNAVAILABLE` (503) and `UNKNOWN` (500).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -30,6 +30,7 @@ pub enum ErrorCode {
     Unsupported,
     TooManyRequests,
     RangeInvalid,
+    PaginationNumberInvalid,
     Unavailable,
     Unknown,
     NotFound,
@@ -124,6 +125,11 @@ impl ErrorCode {
                 "RANGE_INVALID",
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "invalid content range",
+            ),
+            PaginationNumberInvalid => (
+                "PAGINATION_NUMBER_INVALID",
+                StatusCode::BAD_REQUEST,
+                "invalid number of results requested",
             ),
             Unavailable => (
                 "UNAVAILABLE",

@@ -278,6 +278,12 @@ async fn every_error_code_leaves_state_unchanged() {
             .await,
         },
         Case {
+            what: "a page size that is not a number",
+            status: StatusCode::BAD_REQUEST,
+            code: "PAGINATION_NUMBER_INVALID",
+            response: client.get("/v2/good/tags/list?n=many").await,
+        },
+        Case {
             what: "tags of an unknown repository",
             status: StatusCode::NOT_FOUND,
             code: "NAME_UNKNOWN",

@@ -39,7 +39,10 @@ pub fn page(req: &HttpRequest) -> ApiResult<Page> {
     let n = match q.get("n") {
         None => None,
         Some(raw) => Some(raw.parse::<usize>().map_err(|_| {
-            ApiError::new(ErrorCode::Unsupported, format!("n={raw:?} is not a count"))
+            ApiError::new(
+                ErrorCode::PaginationNumberInvalid,
+                format!("n={raw:?} is not a count"),
+            )
         })?),
     };
     Ok(Page {
