@@ -192,6 +192,26 @@ pub fn poll_until(limit: std::time::Duration, mut ready: impl FnMut() -> bool) -
     }
 }
 
+/// [`poll_until`] for async conditions: awaits `ready()` until it holds or
+/// `limit` passes; answers whether it held.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, mut ready: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(20));
+    loop {
+        ticks.tick().await;
+        if ready().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
 /// Waits until something listens on loopback `port`; panics naming `what` after a minute.
 pub fn wait_for_port(port: u16, what: &str) {
     let listening = poll_until(std::time::Duration::from_secs(60), || {

@@ -3,7 +3,7 @@
 use registry_tests::oci::{error_code, location};
 use registry_tests::TestNode;
 use reqwest::StatusCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn staged_files(node: &TestNode) -> usize {
     let mut count = 0;
@@ -40,19 +40,15 @@ async fn stale_uploads_and_their_bytes_are_purged() {
     let session = location(&response);
     assert_eq!(staged_files(&node), 1);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = client.get(&session).await;
-        if response.status() == StatusCode::NOT_FOUND {
-            assert_eq!(error_code(response).await, "BLOB_UPLOAD_UNKNOWN");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stale upload was never purged"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let purged = registry_tests::eventually(Duration::from_secs(60), || async {
+        client.get(&session).await.status() == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert!(purged, "the stale upload was never purged");
+    assert_eq!(
+        error_code(client.get(&session).await).await,
+        "BLOB_UPLOAD_UNKNOWN"
+    );
     assert_eq!(
         staged_files(&node),
         0,
