@@ -2,7 +2,6 @@
 
 use crate::command::{Command, Response};
 use std::fmt;
-use std::io::Cursor;
 
 pub type NodeId = u64;
 
@@ -27,6 +26,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = Response,
         Node = NodeInfo,
+        SnapshotData = tokio::fs::File,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -2,7 +2,7 @@
 
 use super::keys;
 use super::ApplyError;
-use crate::codec::{decode, encode};
+use crate::codec::decode;
 use crate::command::{ManifestRecord, UploadRecord};
 use std::ops::Bound;
 use storage::Digest;
@@ -153,16 +153,16 @@ impl StateView {
         Ok(out)
     }
 
-    /// Every entry of the state except bookkeeping, in key order: the snapshot payload.
-    pub(crate) fn export(&self) -> Result<Vec<u8>> {
-        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        for item in self.tree.iter() {
-            let (key, value) = item?;
-            if !key.starts_with(keys::BOOKKEEPING) {
-                entries.push((key.to_vec(), value.to_vec()));
-            }
-        }
-        Ok(encode(&entries)?)
+    /// Every entry of the state except bookkeeping, in key order: what a
+    /// snapshot holds.
+    pub(crate) fn records(&self) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
+        self.tree
+            .iter()
+            .filter(|item| {
+                item.as_ref()
+                    .map_or(true, |(key, _)| !key.starts_with(keys::BOOKKEEPING))
+            })
+            .map(|item| item.map_err(Into::into))
     }
 }
 

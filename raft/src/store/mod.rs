@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 mod log;
+mod snapshot_file;
 mod state_machine;
 
 pub use self::log::LogStore;
@@ -18,7 +19,8 @@ use std::path::Path;
 /// sled's page cache: metadata is small and served from it.
 const CACHE_BYTES: u64 = 16 << 20;
 
-/// Opens (creating if needed) the metadata database under `dir`.
+/// Opens (creating if needed) the metadata database under `dir`; snapshot
+/// files go to `dir/snapshots`.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StorageError> {
     // Metadata is small next to sled's 1 GiB default page cache.
     let db = sled::Config::new()
@@ -27,7 +29,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StorageError> {
         .open()
         .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, &e))?;
     let log = LogStore::new(&db)?;
-    let sm = StateMachine::new(&db)?;
+    let sm = StateMachine::new(&db, &dir.join("snapshots"))?;
     Ok((log, sm))
 }
 
