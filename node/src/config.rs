@@ -229,6 +229,9 @@ struct GcsSection {
     credentials: Option<String>,
     endpoint: Option<String>,
     rootdirectory: Option<String>,
+    /// Unsigned requests, no credential lookup (public buckets, emulators).
+    #[serde(default)]
+    anonymous: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -533,6 +536,7 @@ fn backend(storage: StorageSection) -> Result<storage::BackendConfig, ConfigErro
                 credentials: gcs.credentials,
                 endpoint: gcs.endpoint,
                 root: gcs.rootdirectory,
+                anonymous: gcs.anonymous,
             }),
         ));
     }

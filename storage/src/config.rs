@@ -85,6 +85,9 @@ pub struct GcsConfig {
     pub credentials: Option<String>,
     pub endpoint: Option<String>,
     pub root: Option<String>,
+    /// Unsigned requests and no credential lookup: public buckets and
+    /// emulators such as fake-gcs-server.
+    pub anonymous: bool,
 }
 
 /// OpenStack Swift, addressed by its storage URL and a token (opendal's Swift

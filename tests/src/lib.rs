@@ -4,6 +4,7 @@
 
 pub mod azurite;
 pub mod bench;
+pub mod gcs;
 pub mod oci;
 pub mod s3;
 

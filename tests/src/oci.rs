@@ -194,6 +194,28 @@ impl Client {
         self.get(&format!("/v2/{repo}/blobs/{digest}")).await
     }
 
+    /// A blob's bytes, following the node's 307 to a presigned URL if it
+    /// answers with one, as clients do.
+    pub async fn blob_bytes(&self, repo: &str, digest: &str) -> Vec<u8> {
+        let response = self.blob(repo, digest).await;
+        if response.status() != reqwest::StatusCode::TEMPORARY_REDIRECT {
+            assert_eq!(
+                response.status(),
+                reqwest::StatusCode::OK,
+                "GET blob {digest}"
+            );
+            return bytes(response).await;
+        }
+        let location = location(&response);
+        let redirected = reqwest::get(&location).await.expect("follow the redirect");
+        assert_eq!(
+            redirected.status(),
+            reqwest::StatusCode::OK,
+            "GET {location}"
+        );
+        bytes(redirected).await
+    }
+
     pub async fn tags(&self, repo: &str) -> Response {
         self.get(&format!("/v2/{repo}/tags/list")).await
     }

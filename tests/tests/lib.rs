@@ -5,6 +5,7 @@ mod azure_backend;
 mod bad_input;
 mod bench_smoke;
 mod docker;
+mod gcs_backend;
 mod helm;
 mod metrics;
 mod oci_client;

@@ -108,6 +108,12 @@ fn gcs(c: &GcsConfig) -> Result<Operator> {
     if let Some(root) = &c.root {
         b = b.root(root);
     }
+    if c.anonymous {
+        b = b
+            .skip_signature()
+            .disable_vm_metadata()
+            .disable_config_load();
+    }
     Operator::new(b).map_err(|e| config_error("gcs", e))
 }
 

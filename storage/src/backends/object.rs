@@ -216,8 +216,17 @@ impl BlobStore for ObjectStore {
     }
 
     async fn compose(&self, sources: &[(ObjectKey, u64)], to: &ObjectKey) -> Result<bool> {
-        // Server-side copies become multipart parts, and every part but the
-        // last must be at least 5 MiB: small PATCHes are streamed instead.
+        // GCS composes objects of any size natively (opendal chains its
+        // 32-source limit through intermediate objects).
+        if self.operator.info().capability().compose && !sources.is_empty() {
+            self.operator
+                .compose(sources.iter().map(|(key, _)| key.as_str()), to.as_str())
+                .await
+                .map_err(|e| convert(format!("compose {to}"), e))?;
+            return Ok(true);
+        }
+        // Elsewhere server-side copies become multipart parts, and every part
+        // but the last must be at least 5 MiB: small PATCHes are streamed instead.
         let parts_big_enough = sources
             .iter()
             .rev()
