@@ -698,6 +698,14 @@ mod tests {
         };
         assert_eq!(az.realm, "core.windows.net");
         assert!(c.api.redirect);
+        let f = write("storage:\n  gcs:\n    bucket: b\n    endpoint: http://127.0.0.1:1\n");
+        let gcs_env = env(&[("REGISTRY_STORAGE_GCS_ANONYMOUS", "true")]);
+        let c = load(Some(f.path()), &gcs_env).unwrap();
+        let storage::BackendConfig::Gcs(gcs) = c.blobs else {
+            panic!()
+        };
+        assert_eq!(gcs.bucket, "b");
+        assert!(gcs.anonymous);
     }
 
     #[test]
