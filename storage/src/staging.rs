@@ -6,7 +6,8 @@
 //! Commit moves a single part to the blob's content address (a rename, no copy:
 //! the common case, since docker streams a layer in one PATCH) or concatenates
 //! several parts into it (server-side where the store can, else streamed
-//! through this process), and is a no-op when the content address already exists.
+//! through this process), is a no-op when the content address already holds
+//! that many bytes, and checks the stored size after writing.
 
 use crate::blob_store::{BlobStore, ByteStream};
 use crate::digest::Digest;
@@ -101,20 +102,52 @@ impl Staging {
     /// the staged parts. The caller has verified that `parts` hash to `digest`.
     pub async fn commit(&self, upload: &Uuid, parts: Vec<Part>, digest: &Digest) -> Result<()> {
         let target = ObjectKey::blob(digest);
+        let size: u64 = parts.iter().map(|p| p.size).sum();
         match self.store.head(&target).await {
-            Ok(_) => {}
-            Err(e) if e.kind == ErrorKind::NotFound => match parts.as_slice() {
-                [single] => self.store.rename(&single.key, &target).await?,
-                _ => {
-                    let sources: Vec<_> = parts.iter().map(|p| (p.key.clone(), p.size)).collect();
-                    if !self.store.compose(&sources, &target).await? {
-                        self.store.put(&target, self.read_parts(parts)).await?;
-                    }
-                }
-            },
+            Ok(existing) if existing.size == size => {}
+            Ok(existing) => {
+                tracing::warn!(
+                    key = %target,
+                    stored = existing.size,
+                    expected = size,
+                    "a stored blob has the wrong size; rewriting it"
+                );
+                self.write_blob(parts, &target, size).await?;
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                self.write_blob(parts, &target, size).await?
+            }
             Err(e) => return Err(e),
         }
         self.discard(upload).await
+    }
+
+    /// Writes the parts' concatenation to `target` and checks that the store
+    /// kept `size` bytes: a backend that silently stores something else (a
+    /// Swift proxy without large-object support stores the segment list)
+    /// must not get a blob recorded.
+    async fn write_blob(&self, parts: Vec<Part>, target: &ObjectKey, size: u64) -> Result<()> {
+        match parts.as_slice() {
+            [single] => self.store.rename(&single.key, target).await?,
+            _ => {
+                let sources: Vec<_> = parts.iter().map(|p| (p.key.clone(), p.size)).collect();
+                if !self.store.compose(&sources, target).await? {
+                    self.store.put(target, self.read_parts(parts)).await?;
+                }
+            }
+        }
+        let stored = self.store.head(target).await?.size;
+        if stored != size {
+            self.store.delete(target).await?;
+            return Err(StorageError::new(
+                ErrorKind::Internal,
+                format!(
+                    "the {} backend stored {stored} bytes for {target}, not {size}",
+                    self.store.backend()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Removes every staged part of the upload.
@@ -187,5 +220,19 @@ mod tests {
         staging.write_part(&id, 5, body(b"cd")).await.unwrap();
         let err = staging.parts(&id).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Internal);
+    }
+
+    #[tokio::test]
+    async fn a_stored_blob_of_the_wrong_size_is_rewritten() {
+        let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::default());
+        let staging = Staging::new(store.clone());
+        let digest = Digest::sha256_of(b"complete");
+        let target = ObjectKey::blob(&digest);
+        store.put(&target, body(b"compl")).await.unwrap();
+        let id = Uuid::new_v4();
+        staging.write_part(&id, 0, body(b"complete")).await.unwrap();
+        let parts = staging.parts(&id).await.unwrap();
+        staging.commit(&id, parts, &digest).await.unwrap();
+        assert_eq!(read(&*store, &target).await, b"complete");
     }
 }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod gcs;
 pub mod oci;
 pub mod s3;
+pub mod swift;
 
 use node::{Node, NodeConfig, SpawnedNode};
 use std::net::{SocketAddr, TcpListener};

@@ -21,3 +21,4 @@ mod restart;
 mod s3_backend;
 mod skopeo;
 mod storage_faults;
+mod swift_backend;
