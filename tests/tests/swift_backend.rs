@@ -72,6 +72,7 @@ async fn a_swift_without_large_objects_fails_the_push_and_records_nothing() {
         response.status(),
         reqwest::StatusCode::INTERNAL_SERVER_ERROR
     );
+    assert_eq!(registry_tests::oci::error_code(response).await, "UNKNOWN");
     let head = client
         .request(
             reqwest::Method::HEAD,
