@@ -242,6 +242,9 @@ struct SwiftSection {
     container: String,
     authtoken: Option<String>,
     rootdirectory: Option<String>,
+    /// The Temp-URL-Key set on the account or container (distribution's
+    /// name): blob GETs redirect to TempURLs signed with it.
+    secretkey: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -548,6 +551,7 @@ fn backend(storage: StorageSection) -> Result<storage::BackendConfig, ConfigErro
                 container: swift.container,
                 token: swift.authtoken,
                 root: swift.rootdirectory,
+                temp_url_key: swift.secretkey,
             }),
         ));
     }

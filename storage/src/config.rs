@@ -99,6 +99,9 @@ pub struct SwiftConfig {
     pub container: String,
     pub token: Option<String>,
     pub root: Option<String>,
+    /// The account's or container's `Temp-URL-Key`: blob GETs then redirect
+    /// to TempURLs.
+    pub temp_url_key: Option<String>,
 }
 
 /// Alibaba Cloud OSS.

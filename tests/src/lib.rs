@@ -6,6 +6,7 @@ pub mod azurite;
 pub mod bench;
 pub mod gcs;
 pub mod oci;
+pub mod roundtrip;
 pub mod s3;
 pub mod swift;
 

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 
 pub const ACCOUNT: &str = "AUTH_registry";
 pub const CONTAINER: &str = "registry-test";
+/// The account's `Temp-URL-Key`, for presigned blob URLs.
+pub const TEMP_URL_KEY: &str = "registry-test-tempurl-key";
 
 pub struct Swift {
     proxy_port: u16,
@@ -105,16 +107,18 @@ impl Swift {
         // optional middleware that real deployments enable.
         let app = "[filter:catch_errors]\nuse = egg:swift#catch_errors\n\
                    [filter:slo]\nuse = egg:swift#slo\n\
+                   [filter:tempurl]\nuse = egg:swift#tempurl\n\
                    [app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n";
         let pipeline = if large_objects {
-            "catch_errors slo proxy-server"
+            "catch_errors tempurl slo proxy-server"
         } else {
-            "catch_errors proxy-server"
+            "catch_errors tempurl proxy-server"
         };
         write_conf(&conf, swift.proxy_port, &root, pipeline, app);
         swift.spawn("swift-proxy-server", &conf);
         crate::wait_for_port(swift.proxy_port, "swift proxy");
         swift.create_container();
+        swift.set_temp_url_key();
         swift
     }
 
@@ -143,6 +147,20 @@ impl Swift {
         assert!(created, "could not create the Swift container {url}");
     }
 
+    fn set_temp_url_key(&self) {
+        let url = self.endpoint();
+        let script = format!(
+            "import urllib.request as u; u.urlopen(u.Request({url:?}, method='POST', \
+             headers={{'X-Account-Meta-Temp-URL-Key': {TEMP_URL_KEY:?}}}))"
+        );
+        let status = Command::new(crate::python())
+            .arg("-c")
+            .arg(script)
+            .status()
+            .expect("the test venv's python");
+        assert!(status.success(), "could not set the Temp-URL-Key on {url}");
+    }
+
     /// The account's storage URL.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/v1/{ACCOUNT}", self.proxy_port)
@@ -154,6 +172,7 @@ impl Swift {
             container: CONTAINER.to_owned(),
             token: Some("not-checked".to_owned()),
             root: Some("/registry".to_owned()),
+            temp_url_key: Some(TEMP_URL_KEY.to_owned()),
         }
     }
 }

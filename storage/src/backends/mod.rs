@@ -127,6 +127,9 @@ fn swift(c: &SwiftConfig) -> Result<Operator> {
     if let Some(root) = &c.root {
         b = b.root(root);
     }
+    if let Some(key) = &c.temp_url_key {
+        b = b.temp_url_key(key);
+    }
     Operator::new(b).map_err(|e| config_error("swift", e))
 }
 
