@@ -589,6 +589,40 @@ pub async fn run(
     sizes: &Sizes,
     progress: bool,
 ) -> Report {
+    run_workloads(label, url, pid, sizes, progress, &Workload::ALL).await
+}
+
+/// The groups of workloads, to run one alone (when profiling one figure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// 1 MiB blobs pushed and pulled by concurrent clients.
+    Blobs,
+    /// One big blob pushed in chunks and pulled back.
+    BigBlob,
+    /// Small images pushed, then manifest GETs by tag.
+    Images,
+    /// Tags lists and catalog pages.
+    Listings,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] = [
+        Workload::Blobs,
+        Workload::BigBlob,
+        Workload::Images,
+        Workload::Listings,
+    ];
+}
+
+/// [`run`], restricted to `workloads`.
+pub async fn run_workloads(
+    label: &str,
+    url: &str,
+    pid: Option<u32>,
+    sizes: &Sizes,
+    progress: bool,
+    workloads: &[Workload],
+) -> Report {
     let bench = Bench {
         url: url.trim_end_matches('/').to_owned(),
         http: reqwest::Client::builder()
@@ -605,10 +639,15 @@ pub async fn run(
                     .map_or(0, |d| d.subsec_nanos())
         ),
     };
-    let mut figures = bench.blobs(sizes).await;
-    figures.extend(bench.big_blob(sizes).await);
-    figures.extend(bench.images(sizes).await);
-    figures.extend(bench.listings(sizes).await);
+    let mut figures = Vec::new();
+    for workload in workloads {
+        figures.extend(match workload {
+            Workload::Blobs => bench.blobs(sizes).await,
+            Workload::BigBlob => bench.big_blob(sizes).await,
+            Workload::Images => bench.images(sizes).await,
+            Workload::Listings => bench.listings(sizes).await,
+        });
+    }
     Report {
         label: label.to_owned(),
         url: url.to_owned(),

@@ -1,7 +1,7 @@
 //! `registry-bench`: measure a registry over the OCI API, or compare two runs.
 
 use clap::{Parser, Subcommand};
-use registry_tests::bench::{self, Report, Sizes};
+use registry_tests::bench::{self, Report, Sizes, Workload};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -33,6 +33,9 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Run only these workloads (repeatable); every workload by default.
+        #[arg(long, value_enum)]
+        only: Vec<Workload>,
     },
     /// Print two JSON reports side by side with the ratio ours/reference.
     Table { ours: PathBuf, reference: PathBuf },
@@ -54,9 +57,15 @@ async fn main() {
             json,
             tiny,
             quiet,
+            only,
         } => {
             let sizes = if tiny { Sizes::tiny() } else { Sizes::full() };
-            let report = bench::run(&label, &url, pid, &sizes, !quiet).await;
+            let workloads = if only.is_empty() {
+                Workload::ALL.to_vec()
+            } else {
+                only
+            };
+            let report = bench::run_workloads(&label, &url, pid, &sizes, !quiet, &workloads).await;
             for f in &report.figures {
                 println!(
                     "{:<44} {:>10.1} {:<5}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}",
