@@ -253,5 +253,38 @@ async fn append_in_place(store: &dyn BlobStore) {
         b"abcdef",
         "a failed append leaves the object as it was"
     );
+    // Appends of odd sizes in odd chunks, starting and ending anywhere in a
+    // 4 KiB block and crossing any internal write buffer of a few MiB.
+    let mut expected = b"abcdef".to_vec();
+    for (total, chunk) in [(4090, 1000), (9_000_001, 65_537), (1, 1), (5_000, 4096)] {
+        let data: Vec<u8> = (0..total)
+            .map(|i| ((i * 7 + expected.len()) % 251) as u8)
+            .collect();
+        let chunks = data.chunks(chunk).map(<[u8]>::to_vec).collect();
+        let end = store
+            .append(&k, expected.len() as u64, body_of(chunks))
+            .await
+            .expect("append");
+        expected.extend_from_slice(&data);
+        assert_eq!(end, expected.len() as u64);
+        assert_eq!(store.head(&k).await.expect("head").size, end);
+    }
+    let failing = futures::stream::iter(vec![
+        Ok(Bytes::from(vec![9u8; 6 << 20])),
+        Err(StorageError::new(
+            ErrorKind::Unavailable,
+            "client went away",
+        )),
+    ])
+    .boxed();
+    let at = expected.len() as u64;
+    store
+        .append(&k, at, failing)
+        .await
+        .expect_err("failed body");
+    assert!(
+        read(store, &k, None).await == expected,
+        "a failed large append leaves the object as it was"
+    );
     store.delete(&k).await.expect("delete");
 }
