@@ -4,7 +4,6 @@
 //! place, and the parent directory is fsynced, so an acknowledged object
 //! survives a crash and a reader never sees a partial one.
 
-use super::direct;
 use crate::blob_store::{BlobStore, ByteRange, ByteStream, ObjectMeta};
 use crate::error::{ErrorKind, Result, StorageError};
 use crate::key::ObjectKey;
@@ -15,14 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 const TMP_DIR: &str = ".tmp";
 const WRITE_BUFFER: usize = 1 << 20;
 const READ_CHUNK: usize = 1 << 20;
-/// Chunks of a request body queued for the direct-write thread.
-const IN_FLIGHT_CHUNKS: usize = 16;
 
 #[derive(Debug)]
 pub struct FsStore {
     root: PathBuf,
-    /// Appends bypass the page cache where the filesystem allows (`direct`).
-    direct_io: bool,
 }
 
 impl FsStore {
@@ -40,15 +35,7 @@ impl FsStore {
             .map_err(|e| StorageError::io(format!("create {}", tmp.display()), e))?;
         Ok(FsStore {
             root: root.to_owned(),
-            direct_io: true,
         })
-    }
-
-    /// Appends go through the page cache even where direct I/O is possible:
-    /// the path every filesystem without `O_DIRECT` takes.
-    pub fn without_direct_io(mut self) -> Self {
-        self.direct_io = false;
-        self
     }
 
     fn path(&self, key: &ObjectKey) -> PathBuf {
@@ -171,25 +158,47 @@ impl BlobStore for FsStore {
                 format!("{key} holds {len} bytes, not {offset}"),
             ));
         }
-        let direct = if self.direct_io {
-            let path = path.clone();
-            blocking(move || direct::open(&path))
+        let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        writer
+            .seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| StorageError::io(key.to_string(), e))?;
+        let mut written = 0u64;
+        let mut body = body;
+        let streamed: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                written += chunk.len() as u64;
+                writer
+                    .write_all(&chunk)
+                    .await
+                    .map_err(|e| StorageError::io(format!("append to {key}"), e))?;
+            }
+            writer
+                .flush()
                 .await
-                .map_err(|e| StorageError::io(format!("open {key} for direct writes"), e))?
-        } else {
-            None
-        };
-        let appended = match direct {
-            Some(direct) => append_direct(key, direct, file, offset, body).await,
-            None => append_buffered(key, file, offset, body).await,
-        };
-        let end = appended?;
+                .map_err(|e| StorageError::io(format!("append to {key}"), e))
+        }
+        .await;
+        let file = writer.into_inner();
+        if let Err(e) = streamed {
+            // Back to where the caller believes the object ends.
+            let _ = file.set_len(offset).await;
+            let _ = file.sync_all().await;
+            return Err(e);
+        }
+        file.sync_data()
+            .await
+            .map_err(|e| StorageError::io(format!("fsync {key}"), e))?;
         if offset == 0 {
-            blocking(move || std::fs::File::open(&parent)?.sync_all())
+            tokio::task::spawn_blocking(move || std::fs::File::open(&parent)?.sync_all())
                 .await
+                .map_err(|e| {
+                    StorageError::new(ErrorKind::Internal, "fsync task failed").with_source(e)
+                })?
                 .map_err(|e| StorageError::io("fsync directory", e))?;
         }
-        Ok(end)
+        Ok(offset + written)
     }
 
     async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
@@ -297,106 +306,6 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<(ObjectKey, ObjectMeta
     Ok(found)
 }
 
-/// Runs blocking file work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(std::io::Error::other)?
-}
-
-/// Appends `body` at `offset` through the page cache, then syncs.
-async fn append_buffered(
-    key: &ObjectKey,
-    file: tokio::fs::File,
-    offset: u64,
-    body: ByteStream,
-) -> Result<u64> {
-    let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    writer
-        .seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(|e| StorageError::io(key.to_string(), e))?;
-    let mut written = 0u64;
-    let mut body = body;
-    let streamed: Result<()> = async {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            written += chunk.len() as u64;
-            writer
-                .write_all(&chunk)
-                .await
-                .map_err(|e| StorageError::io(format!("append to {key}"), e))?;
-        }
-        writer
-            .flush()
-            .await
-            .map_err(|e| StorageError::io(format!("append to {key}"), e))
-    }
-    .await;
-    let file = writer.into_inner();
-    if let Err(e) = streamed {
-        // Back to where the caller believes the object ends.
-        let _ = file.set_len(offset).await;
-        let _ = file.sync_all().await;
-        return Err(e);
-    }
-    file.sync_data()
-        .await
-        .map_err(|e| StorageError::io(format!("fsync {key}"), e))?;
-    Ok(offset + written)
-}
-
-/// Appends `body` at `offset` with direct writes on a blocking thread (see
-/// `direct`), this task feeding it the body's chunks.
-async fn append_direct(
-    key: &ObjectKey,
-    direct: std::fs::File,
-    file: tokio::fs::File,
-    offset: u64,
-    mut body: ByteStream,
-) -> Result<u64> {
-    let buffered = file.into_std().await;
-    let rollback = buffered
-        .try_clone()
-        .map_err(|e| StorageError::io(key.to_string(), e))?;
-    let appender = blocking(move || direct::Appender::new(direct, buffered, offset))
-        .await
-        .map_err(|e| StorageError::io(format!("append to {key}"), e))?;
-    let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT_CHUNKS);
-    let writer = direct::spawn(appender, rx);
-    let fed: Result<()> = async {
-        while let Some(chunk) = body.next().await {
-            if tx.send(Some(chunk?)).await.is_err() {
-                // The writer stopped on an error, which it returns below.
-                return Ok(());
-            }
-        }
-        let _ = tx.send(None).await;
-        Ok(())
-    }
-    .await;
-    drop(tx);
-    let written = writer
-        .await
-        .map_err(|e| StorageError::new(ErrorKind::Internal, "append task failed").with_source(e))?;
-    if let (Ok(()), Ok(Some(end))) = (&fed, &written) {
-        return Ok(*end);
-    }
-    // Back to where the caller believes the object ends.
-    let _ = blocking(move || {
-        rollback.set_len(offset)?;
-        rollback.sync_all()
-    })
-    .await;
-    Err(match (fed, written) {
-        (Err(e), _) => e,
-        (Ok(()), Err(e)) => StorageError::io(format!("append to {key}"), e),
-        (Ok(()), Ok(_)) => StorageError::new(ErrorKind::Internal, "append ended early"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #[tokio::test]
@@ -404,29 +313,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = super::FsStore::open(dir.path()).await.unwrap();
         crate::testsuite::conformance(&store).await;
-    }
-
-    #[tokio::test]
-    async fn conformance_through_the_page_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = super::FsStore::open(dir.path())
-            .await
-            .unwrap()
-            .without_direct_io();
-        crate::testsuite::conformance(&store).await;
-    }
-
-    #[test]
-    fn direct_writes_are_possible_where_the_tests_run() {
-        // Otherwise `conformance` above only covers the buffered path.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("probe");
-        std::fs::write(&path, b"").unwrap();
-        let direct = super::direct::open(&path).unwrap();
-        assert!(
-            direct.is_some() || !cfg!(target_os = "linux"),
-            "{} does not support O_DIRECT",
-            dir.path().display()
-        );
     }
 }

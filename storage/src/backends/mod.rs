@@ -1,6 +1,5 @@
 //! The backends, and the one place a backend is chosen from config.
 
-mod direct;
 pub mod fs;
 pub mod memory;
 pub mod object;
