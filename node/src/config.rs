@@ -237,9 +237,23 @@ struct GcsSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SwiftSection {
-    /// Storage URL of the account (opendal's Swift service takes a token, not a Keystone login).
-    storageurl: String,
+    /// The auth endpoint, as in distribution: v1 (`.../auth/v1.0`, tempauth,
+    /// swauth) or Keystone v3 (`.../v3`). The registry logs in with
+    /// `username` and `password`, and again before each token expires.
+    authurl: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    /// Keystone project (distribution's name).
+    tenant: Option<String>,
+    /// Keystone domain of the user and project (`Default` when absent).
+    domain: Option<String>,
+    /// Region of the object-store endpoint in Keystone's catalog.
+    region: Option<String>,
+    /// Storage URL of the account: with `authurl`, replaces the one the login
+    /// answers; without, it is required along with `authtoken`.
+    storageurl: Option<String>,
     container: String,
+    /// A fixed token, instead of a login.
     authtoken: Option<String>,
     rootdirectory: Option<String>,
     /// The Temp-URL-Key set on the account or container (distribution's
@@ -479,6 +493,49 @@ fn purge_config(section: &UploadPurgingSection) -> Result<crate::purge::PurgeCon
     Ok(config)
 }
 
+/// Swift takes a login (`authurl`, `username`, `password`) or a fixed
+/// `storageurl` and `authtoken`, never half of either.
+fn swift_config(swift: SwiftSection) -> Result<storage::config::SwiftConfig, ConfigError> {
+    let invalid = |what: &str| ConfigError::Invalid(format!("storage.swift: {what}"));
+    let auth = match (swift.authurl, swift.username, swift.password) {
+        (Some(url), Some(username), Some(password)) => {
+            if swift.authtoken.is_some() {
+                return Err(invalid("authtoken and authurl exclude each other"));
+            }
+            if url.trim_end_matches('/').ends_with("/v2.0") {
+                return Err(invalid(
+                    "authurl: Keystone v2.0 is not supported; use its /v3 endpoint",
+                ));
+            }
+            Some(storage::config::SwiftAuth {
+                url,
+                username,
+                password,
+                tenant: swift.tenant,
+                domain: swift.domain,
+                region: swift.region,
+            })
+        }
+        (None, None, None) => {
+            if swift.storageurl.is_none() || swift.authtoken.is_none() {
+                return Err(invalid(
+                    "name authurl, username and password, or storageurl and authtoken",
+                ));
+            }
+            None
+        }
+        _ => return Err(invalid("authurl, username and password go together")),
+    };
+    Ok(storage::config::SwiftConfig {
+        endpoint: swift.storageurl,
+        container: swift.container,
+        token: swift.authtoken,
+        auth,
+        root: swift.rootdirectory,
+        temp_url_key: swift.secretkey,
+    })
+}
+
 /// The one backend the storage section names.
 fn backend(storage: StorageSection) -> Result<storage::BackendConfig, ConfigError> {
     use storage::BackendConfig as B;
@@ -544,16 +601,7 @@ fn backend(storage: StorageSection) -> Result<storage::BackendConfig, ConfigErro
         ));
     }
     if let Some(swift) = storage.swift {
-        named.push((
-            "swift",
-            B::Swift(storage::config::SwiftConfig {
-                endpoint: swift.storageurl,
-                container: swift.container,
-                token: swift.authtoken,
-                root: swift.rootdirectory,
-                temp_url_key: swift.secretkey,
-            }),
-        ));
+        named.push(("swift", B::Swift(swift_config(swift)?)));
     }
     if let Some(oss) = storage.oss {
         named.push((
@@ -710,6 +758,38 @@ mod tests {
         };
         assert_eq!(gcs.bucket, "b");
         assert!(gcs.anonymous);
+    }
+
+    #[test]
+    fn swift_logs_in_or_takes_a_fixed_token() {
+        let f = write(
+            "storage:\n  swift:\n    authurl: https://keystone.example/v3\n    \
+             username: registry\n    container: images\n    tenant: ci\n",
+        );
+        let password = env(&[("REGISTRY_STORAGE_SWIFT_PASSWORD", "secret")]);
+        let c = load(Some(f.path()), &password).unwrap();
+        let storage::BackendConfig::Swift(swift) = c.blobs else {
+            panic!("not swift: {:?}", c.blobs)
+        };
+        let auth = swift.auth.expect("a login");
+        assert_eq!(auth.url, "https://keystone.example/v3");
+        assert_eq!(auth.password, "secret");
+        assert_eq!(auth.tenant.as_deref(), Some("ci"));
+        assert_eq!(swift.endpoint, None);
+
+        let err = |text: &str| {
+            let f = write(text);
+            load(Some(f.path()), &HashMap::new())
+                .unwrap_err()
+                .to_string()
+        };
+        let half_login = "storage:\n  swift:\n    authurl: http://a/auth/v1.0\n    container: c\n";
+        assert!(err(half_login).contains("authurl, username and password"));
+        let no_token = "storage:\n  swift:\n    storageurl: http://a/v1/AUTH_x\n    container: c\n";
+        assert!(err(no_token).contains("storageurl and authtoken"));
+        let v2 = "storage:\n  swift:\n    authurl: http://k/v2.0\n    username: u\n    \
+                  password: p\n    container: c\n";
+        assert!(err(v2).contains("v2.0"));
     }
 
     #[test]

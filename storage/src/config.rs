@@ -90,18 +90,36 @@ pub struct GcsConfig {
     pub anonymous: bool,
 }
 
-/// OpenStack Swift, addressed by its storage URL and a token (opendal's Swift
-/// service does not perform Keystone logins).
+/// OpenStack Swift: a login (`auth`), or a storage URL and a fixed token.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SwiftConfig {
-    /// Storage URL of the account, e.g. `https://swift.example/v1/AUTH_x`.
-    pub endpoint: String,
+    /// Storage URL of the account, e.g. `https://swift.example/v1/AUTH_x`;
+    /// with `auth`, it replaces the URL the login answers.
+    pub endpoint: Option<String>,
     pub container: String,
+    /// A fixed token (without `auth`).
     pub token: Option<String>,
+    /// Log in with these credentials, and again before the token expires.
+    pub auth: Option<SwiftAuth>,
     pub root: Option<String>,
     /// The account's or container's `Temp-URL-Key`: blob GETs then redirect
     /// to TempURLs.
     pub temp_url_key: Option<String>,
+}
+
+/// Credentials for a Swift login: v1 (`tempauth`, `swauth`), or Keystone v3
+/// when `url` ends in `/v3`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SwiftAuth {
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    /// Keystone project to scope the token to.
+    pub tenant: Option<String>,
+    /// Keystone domain of the user and project (`Default` when absent).
+    pub domain: Option<String>,
+    /// Region of the object-store endpoint in Keystone's catalog.
+    pub region: Option<String>,
 }
 
 /// Alibaba Cloud OSS.

@@ -4,6 +4,7 @@
 use registry_tests::oci::sha256;
 use registry_tests::swift::Swift;
 use registry_tests::TestNode;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn swift_passes_the_backend_conformance_suite() {
@@ -70,4 +71,50 @@ async fn a_swift_without_large_objects_fails_the_push_and_records_nothing() {
         client.blob_bytes("swift/broken", &small_digest).await,
         small
     );
+}
+
+/// With `authurl`, `username` and `password` the node logs in to Swift
+/// (tempauth, v1) and logs in again as tokens expire: pushes made after the
+/// first token has expired still land, and everything pushed reads back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_logs_in_to_swift_and_again_when_its_token_expires() {
+    let swift = tokio::task::spawn_blocking(Swift::start_with_tempauth)
+        .await
+        .unwrap();
+    let node = TestNode::start_with_blobs(storage::BackendConfig::Swift(swift.login_config()));
+    let client = node.client();
+    let before = b"pushed with the first token".to_vec();
+    let before_digest = client.push_blob("swift/login", &before).await;
+    // tempauth hands one user the same token until it expires.
+    let first_token = swift.login().await;
+    assert!(swift.accepts(&first_token).await);
+    let expired = registry_tests::eventually(Duration::from_secs(30), || async {
+        !swift.accepts(&first_token).await
+    })
+    .await;
+    assert!(expired, "the first token never expired");
+
+    let after = b"pushed after the first token expired".to_vec();
+    let after_digest = sha256(&after);
+    // The node swaps in a fresh token within about a second of expiry.
+    let pushed = registry_tests::eventually(Duration::from_secs(30), || async {
+        let response = client
+            .request(
+                reqwest::Method::POST,
+                &format!("/v2/swift/login/blobs/uploads/?digest={after_digest}"),
+            )
+            .body(after.clone())
+            .send()
+            .await
+            .unwrap();
+        response.status() == reqwest::StatusCode::CREATED
+    })
+    .await;
+    assert!(pushed, "no push succeeded after the first token expired");
+    assert_ne!(swift.login().await, first_token);
+    assert_eq!(
+        client.blob_bytes("swift/login", &before_digest).await,
+        before
+    );
+    assert_eq!(client.blob_bytes("swift/login", &after_digest).await, after);
 }

@@ -3,6 +3,7 @@
 pub mod fs;
 pub mod memory;
 pub mod object;
+mod swift_auth;
 
 use crate::config::{
     AzureConfig, BackendConfig, GcsConfig, OssConfig, S3Config, SwiftConfig, DEFAULT_CHUNK_SIZE,
@@ -10,7 +11,7 @@ use crate::config::{
 use crate::error::{ErrorKind, Result, StorageError};
 use crate::BlobStore;
 use base64::Engine as _;
-use object::ObjectStore;
+use object::{ObjectStore, Renew as _};
 use opendal::{services, Operator};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +28,15 @@ pub async fn open(config: &BackendConfig) -> Result<Arc<dyn BlobStore>> {
         BackendConfig::S3(c) => (s3(c)?, c.chunk_size),
         BackendConfig::Azure(c) => (azure(c)?, DEFAULT_CHUNK_SIZE),
         BackendConfig::Gcs(c) => (gcs(c)?, DEFAULT_CHUNK_SIZE),
-        BackendConfig::Swift(c) => (swift(c)?, DEFAULT_CHUNK_SIZE),
+        BackendConfig::Swift(c) => return open_swift(c).await,
         BackendConfig::Oss(c) => (oss(c)?, DEFAULT_CHUNK_SIZE),
     };
     let store = ObjectStore::new(operator, config.name(), chunk_size);
+    Ok(checked(store).await?)
+}
+
+/// The store, once it has answered within [`CHECK_DEADLINE`].
+async fn checked(store: ObjectStore) -> Result<Arc<ObjectStore>> {
     match tokio::time::timeout(CHECK_DEADLINE, store.check()).await {
         Ok(checked) => checked?,
         Err(_) => {
@@ -38,12 +44,54 @@ pub async fn open(config: &BackendConfig) -> Result<Arc<dyn BlobStore>> {
                 ErrorKind::Unavailable,
                 format!(
                     "{} storage did not answer within {CHECK_DEADLINE:?}",
-                    config.name()
+                    store.backend()
                 ),
             ))
         }
     }
     Ok(Arc::new(store))
+}
+
+/// Swift with a fixed token, or logged in and logging in again before each
+/// token expires.
+async fn open_swift(c: &SwiftConfig) -> Result<Arc<dyn BlobStore>> {
+    let Some(auth) = c.auth.clone() else {
+        let endpoint = c.endpoint.clone().unwrap_or_default();
+        let operator = swift(c, &endpoint, c.token.as_deref())?;
+        return Ok(checked(ObjectStore::new(operator, "swift", DEFAULT_CHUNK_SIZE)).await?);
+    };
+    let login = SwiftLogin {
+        config: c.clone(),
+        auth,
+    };
+    let (operator, next) = login.renew().await?;
+    let store =
+        ObjectStore::new(operator, "swift", DEFAULT_CHUNK_SIZE).with_renewal(Box::new(login), next);
+    Ok(checked(store).await?)
+}
+
+/// Logs in to Swift for a new token.
+#[derive(Debug)]
+struct SwiftLogin {
+    config: SwiftConfig,
+    auth: crate::config::SwiftAuth,
+}
+
+#[async_trait::async_trait]
+impl object::Renew for SwiftLogin {
+    async fn renew(&self) -> Result<(Operator, Duration)> {
+        let session = swift_auth::login(&self.auth).await?;
+        // The configured storage URL wins over the one the login answers.
+        let endpoint = self
+            .config
+            .endpoint
+            .as_deref()
+            .unwrap_or(&session.storage_url);
+        let operator = swift(&self.config, endpoint, Some(&session.token))?;
+        let next = swift_auth::refresh_after(&session);
+        tracing::info!(url = %self.auth.url, storage_url = %endpoint, next_in = ?next, "logged in to swift");
+        Ok((operator, next))
+    }
 }
 
 fn config_error(backend: &str, e: opendal::Error) -> StorageError {
@@ -117,11 +165,11 @@ fn gcs(c: &GcsConfig) -> Result<Operator> {
     Operator::new(b).map_err(|e| config_error("gcs", e))
 }
 
-fn swift(c: &SwiftConfig) -> Result<Operator> {
+fn swift(c: &SwiftConfig, endpoint: &str, token: Option<&str>) -> Result<Operator> {
     let mut b = services::Swift::default()
-        .endpoint(&c.endpoint)
+        .endpoint(endpoint)
         .container(&c.container);
-    if let Some(token) = &c.token {
+    if let Some(token) = token {
         b = b.token(token);
     }
     if let Some(root) = &c.root {

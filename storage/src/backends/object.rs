@@ -12,7 +12,7 @@ use crate::key::ObjectKey;
 use futures::{StreamExt, TryStreamExt};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::Operator;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Upper bound for one whole operation (not counting streamed bytes).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -25,43 +25,129 @@ const RETRIES: usize = 4;
 
 #[derive(Debug)]
 pub struct ObjectStore {
-    operator: Operator,
+    /// Replaced when credentials are renewed (a new Swift token); each
+    /// operation works on the operator current when it started.
+    operator: std::sync::RwLock<Operator>,
     backend: &'static str,
     /// Size of each multipart part for large writes.
     chunk_size: usize,
+    renewal: Option<Renewal>,
 }
+
+/// Fresh credentials for a service whose tokens expire (Swift logins).
+#[async_trait::async_trait]
+pub trait Renew: Send + Sync + std::fmt::Debug {
+    /// An operator with new credentials, and how soon to renew again.
+    async fn renew(&self) -> Result<(Operator, Duration)>;
+}
+
+/// Renewal is lazy: the first operation after the due time renews (one
+/// at a time) before it runs, so no background task outlives the store or
+/// depends on the runtime that opened it.
+#[derive(Debug)]
+struct Renewal {
+    source: Box<dyn Renew>,
+    due: std::sync::Mutex<Instant>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Renewal {
+    fn is_due(&self) -> bool {
+        Instant::now() >= *self.due.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn due_in(&self, wait: Duration) {
+        *self.due.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now() + wait;
+    }
+}
+
+/// How soon failed renewals are tried again.
+const RENEW_RETRY: Duration = Duration::from_secs(5);
 
 impl ObjectStore {
     /// Wraps an operator with retries and timeouts.
     pub fn new(operator: Operator, backend: &'static str, chunk_size: usize) -> Self {
-        let operator = operator
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(OPERATION_TIMEOUT)
-                    .with_io_timeout(IO_TIMEOUT),
-            )
-            .layer(
-                RetryLayer::new()
-                    .with_max_times(RETRIES)
-                    .with_jitter()
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(5)),
-            );
         ObjectStore {
-            operator,
+            operator: std::sync::RwLock::new(with_layers(operator)),
             backend,
             chunk_size,
+            renewal: None,
         }
+    }
+
+    /// Renews the operator through `source` once `first` has passed, and
+    /// after that as often as each renewal says.
+    pub fn with_renewal(mut self, source: Box<dyn Renew>, first: Duration) -> Self {
+        self.renewal = Some(Renewal {
+            source,
+            due: std::sync::Mutex::new(Instant::now() + first),
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        });
+        self
+    }
+
+    /// Operations started from now on use `operator` (with the same layers).
+    pub fn replace_operator(&self, operator: Operator) {
+        *self
+            .operator
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = with_layers(operator);
+    }
+
+    /// The operator to run an operation on, renewed first when due. A failed
+    /// renewal is logged and the current operator used: its token may still
+    /// work, and the service's answer is the clearest error for the caller.
+    async fn op(&self) -> Operator {
+        if let Some(renewal) = &self.renewal {
+            if renewal.is_due() {
+                let _one = renewal.one_at_a_time.lock().await;
+                if renewal.is_due() {
+                    match renewal.source.renew().await {
+                        Ok((operator, next)) => {
+                            self.replace_operator(operator);
+                            renewal.due_in(next);
+                            tracing::info!(backend = self.backend, next_in = ?next, "renewed storage credentials");
+                        }
+                        Err(e) => {
+                            renewal.due_in(RENEW_RETRY);
+                            tracing::warn!(backend = self.backend, error = %e, "could not renew storage credentials");
+                        }
+                    }
+                }
+            }
+        }
+        self.operator
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Fails unless the store answers: a listing of the root proves the
     /// credentials, the bucket and the network at start, not at the first push.
     pub async fn check(&self) -> Result<()> {
-        self.operator
+        self.op()
+            .await
             .check()
             .await
             .map_err(|e| convert("check storage", e))
     }
+}
+
+/// Retries and timeouts around a service's operator.
+fn with_layers(operator: Operator) -> Operator {
+    operator
+        .layer(
+            TimeoutLayer::new()
+                .with_timeout(OPERATION_TIMEOUT)
+                .with_io_timeout(IO_TIMEOUT),
+        )
+        .layer(
+            RetryLayer::new()
+                .with_max_times(RETRIES)
+                .with_jitter()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(5)),
+        )
 }
 
 /// Maps an opendal error to a kind callers act on.
@@ -87,7 +173,8 @@ impl BlobStore for ObjectStore {
 
     async fn put(&self, key: &ObjectKey, mut body: ByteStream) -> Result<u64> {
         let mut writer = self
-            .operator
+            .op()
+            .await
             .writer_with(key.as_str())
             .chunk(self.chunk_size)
             .concurrent(4)
@@ -127,7 +214,8 @@ impl BlobStore for ObjectStore {
             return Ok(futures::stream::empty().boxed());
         }
         let reader = self
-            .operator
+            .op()
+            .await
             .reader_with(key.as_str())
             .chunk(self.chunk_size)
             .await
@@ -145,7 +233,8 @@ impl BlobStore for ObjectStore {
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
         let meta = self
-            .operator
+            .op()
+            .await
             .stat(key.as_str())
             .await
             .map_err(|e| convert(format!("stat {key}"), e))?;
@@ -155,7 +244,7 @@ impl BlobStore for ObjectStore {
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
-        match self.operator.delete(key.as_str()).await {
+        match self.op().await.delete(key.as_str()).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(convert(format!("delete {key}"), e)),
@@ -168,7 +257,7 @@ impl BlobStore for ObjectStore {
             Some((dir, _)) => format!("{dir}/"),
             None => String::new(),
         };
-        let entries = match self.operator.list_with(&folder).recursive(true).await {
+        let entries = match self.op().await.list_with(&folder).recursive(true).await {
             Ok(entries) => entries,
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(convert(format!("list {prefix}"), e)),
@@ -193,9 +282,10 @@ impl BlobStore for ObjectStore {
     }
 
     async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
-        if self.operator.info().capability().rename {
+        if self.op().await.info().capability().rename {
             return self
-                .operator
+                .op()
+                .await
                 .rename(from.as_str(), to.as_str())
                 .await
                 .map_err(|e| convert(format!("rename {from} to {to}"), e));
@@ -203,8 +293,9 @@ impl BlobStore for ObjectStore {
         // Object stores have no rename: a server-side copy where the service
         // has one, else a streamed one (both atomic for readers of `to`),
         // then the source goes.
-        if self.operator.info().capability().copy {
-            self.operator
+        if self.op().await.info().capability().copy {
+            self.op()
+                .await
                 .copy(from.as_str(), to.as_str())
                 .await
                 .map_err(|e| convert(format!("copy {from} to {to}"), e))?;
@@ -218,8 +309,9 @@ impl BlobStore for ObjectStore {
     async fn compose(&self, sources: &[(ObjectKey, u64)], to: &ObjectKey) -> Result<bool> {
         // GCS composes objects of any size natively (opendal chains its
         // 32-source limit through intermediate objects).
-        if self.operator.info().capability().compose && !sources.is_empty() {
-            self.operator
+        if self.op().await.info().capability().compose && !sources.is_empty() {
+            self.op()
+                .await
                 .compose(sources.iter().map(|(key, _)| key.as_str()), to.as_str())
                 .await
                 .map_err(|e| convert(format!("compose {to}"), e))?;
@@ -232,11 +324,12 @@ impl BlobStore for ObjectStore {
             .rev()
             .skip(1)
             .all(|(_, size)| *size as usize >= crate::config::MIN_CHUNK_SIZE);
-        if !self.operator.info().capability().write_can_copy_from || !parts_big_enough {
+        if !self.op().await.info().capability().write_can_copy_from || !parts_big_enough {
             return Ok(false);
         }
         let mut writer = self
-            .operator
+            .op()
+            .await
             .writer_with(to.as_str())
             .chunk(self.chunk_size)
             .await
@@ -260,11 +353,12 @@ impl BlobStore for ObjectStore {
     }
 
     async fn presign_get(&self, key: &ObjectKey, expires: Duration) -> Result<Option<String>> {
-        if !self.operator.info().capability().presign_read {
+        if !self.op().await.info().capability().presign_read {
             return Ok(None);
         }
         let request = self
-            .operator
+            .op()
+            .await
             .presign_read(key.as_str(), expires)
             .await
             .map_err(|e| convert(format!("presign {key}"), e))?;
