@@ -47,19 +47,46 @@ pub trait Renew: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 struct Renewal {
     source: Box<dyn Renew>,
-    due: std::sync::Mutex<Instant>,
+    /// When the next renewal is due, and when the last one was tried.
+    times: std::sync::Mutex<RenewalTimes>,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct RenewalTimes {
+    due: Instant,
+    last_try: Instant,
+}
+
 impl Renewal {
-    fn is_due(&self) -> bool {
-        Instant::now() >= *self.due.lock().unwrap_or_else(|p| p.into_inner())
+    fn times(&self) -> std::sync::MutexGuard<'_, RenewalTimes> {
+        self.times.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn due_in(&self, wait: Duration) {
-        *self.due.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now() + wait;
+    fn is_due(&self) -> bool {
+        Instant::now() >= self.times().due
+    }
+
+    /// Records a renewal attempt now; the next is due after `wait`.
+    fn tried(&self, wait: Duration) {
+        let now = Instant::now();
+        *self.times() = RenewalTimes {
+            due: now + wait,
+            last_try: now,
+        };
+    }
+
+    /// Brings the next renewal forward, but no closer than [`RENEW_GAP`]
+    /// after the last try: a refusal that is not about the token (an ACL)
+    /// must not turn every request into a login.
+    fn soon(&self) {
+        let mut times = self.times();
+        times.due = times.due.min(times.last_try + RENEW_GAP);
     }
 }
+
+/// The least time between renewals brought forward by refusals.
+const RENEW_GAP: Duration = Duration::from_secs(1);
 
 /// How soon failed renewals are tried again.
 const RENEW_RETRY: Duration = Duration::from_secs(5);
@@ -80,7 +107,10 @@ impl ObjectStore {
     pub fn with_renewal(mut self, source: Box<dyn Renew>, first: Duration) -> Self {
         self.renewal = Some(Renewal {
             source,
-            due: std::sync::Mutex::new(Instant::now() + first),
+            times: std::sync::Mutex::new(RenewalTimes {
+                due: Instant::now() + first,
+                last_try: Instant::now(),
+            }),
             one_at_a_time: tokio::sync::Mutex::new(()),
         });
         self
@@ -105,11 +135,11 @@ impl ObjectStore {
                     match renewal.source.renew().await {
                         Ok((operator, next)) => {
                             self.replace_operator(operator);
-                            renewal.due_in(next);
+                            renewal.tried(next);
                             tracing::info!(backend = self.backend, next_in = ?next, "renewed storage credentials");
                         }
                         Err(e) => {
-                            renewal.due_in(RENEW_RETRY);
+                            renewal.tried(RENEW_RETRY);
                             tracing::warn!(backend = self.backend, error = %e, "could not renew storage credentials");
                         }
                     }
@@ -129,7 +159,7 @@ impl ObjectStore {
             .await
             .check()
             .await
-            .map_err(|e| convert("check storage", e))
+            .map_err(|e| self.failed("check storage", e))
     }
 }
 
@@ -148,6 +178,19 @@ fn with_layers(operator: Operator) -> Operator {
                 .with_min_delay(Duration::from_millis(100))
                 .with_max_delay(Duration::from_secs(5)),
         )
+}
+
+impl ObjectStore {
+    /// [`convert`], and a refused credential makes the next operation renew
+    /// it (a token revoked or expired early) instead of waiting for its time.
+    fn failed(&self, context: impl Into<String>, err: opendal::Error) -> StorageError {
+        if err.kind() == opendal::ErrorKind::PermissionDenied {
+            if let Some(renewal) = &self.renewal {
+                renewal.soon();
+            }
+        }
+        convert(context, err)
+    }
 }
 
 /// Maps an opendal error to a kind callers act on.
@@ -179,7 +222,7 @@ impl BlobStore for ObjectStore {
             .chunk(self.chunk_size)
             .concurrent(4)
             .await
-            .map_err(|e| convert(format!("open writer {key}"), e))?;
+            .map_err(|e| self.failed(format!("open writer {key}"), e))?;
         let mut size = 0u64;
         let streamed: Result<()> = async {
             while let Some(chunk) = body.next().await {
@@ -188,7 +231,7 @@ impl BlobStore for ObjectStore {
                 writer
                     .write(chunk)
                     .await
-                    .map_err(|e| convert(format!("write {key}"), e))?;
+                    .map_err(|e| self.failed(format!("write {key}"), e))?;
             }
             Ok(())
         }
@@ -201,7 +244,7 @@ impl BlobStore for ObjectStore {
         writer
             .close()
             .await
-            .map_err(|e| convert(format!("close {key}"), e))?;
+            .map_err(|e| self.failed(format!("close {key}"), e))?;
         Ok(size)
     }
 
@@ -219,12 +262,12 @@ impl BlobStore for ObjectStore {
             .reader_with(key.as_str())
             .chunk(self.chunk_size)
             .await
-            .map_err(|e| convert(format!("read {key}"), e))?;
+            .map_err(|e| self.failed(format!("read {key}"), e))?;
         let bytes_range: opendal::BytesRange = (range.start..range.end).into();
         let stream = reader
             .into_bytes_stream(bytes_range)
             .await
-            .map_err(|e| convert(format!("read {key}"), e))?;
+            .map_err(|e| self.failed(format!("read {key}"), e))?;
         let key = key.to_string();
         Ok(stream
             .map_err(move |e| StorageError::io(format!("read {key}"), e))
@@ -237,7 +280,7 @@ impl BlobStore for ObjectStore {
             .await
             .stat(key.as_str())
             .await
-            .map_err(|e| convert(format!("stat {key}"), e))?;
+            .map_err(|e| self.failed(format!("stat {key}"), e))?;
         Ok(ObjectMeta {
             size: meta.content_length(),
         })
@@ -247,7 +290,7 @@ impl BlobStore for ObjectStore {
         match self.op().await.delete(key.as_str()).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(convert(format!("delete {key}"), e)),
+            Err(e) => Err(self.failed(format!("delete {key}"), e)),
         }
     }
 
@@ -260,7 +303,7 @@ impl BlobStore for ObjectStore {
         let entries = match self.op().await.list_with(&folder).recursive(true).await {
             Ok(entries) => entries,
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(convert(format!("list {prefix}"), e)),
+            Err(e) => return Err(self.failed(format!("list {prefix}"), e)),
         };
         let mut found: Vec<(ObjectKey, ObjectMeta)> = Vec::new();
         for entry in entries {
@@ -288,7 +331,7 @@ impl BlobStore for ObjectStore {
                 .await
                 .rename(from.as_str(), to.as_str())
                 .await
-                .map_err(|e| convert(format!("rename {from} to {to}"), e));
+                .map_err(|e| self.failed(format!("rename {from} to {to}"), e));
         }
         // Object stores have no rename: a server-side copy where the service
         // has one, else a streamed one (both atomic for readers of `to`),
@@ -298,7 +341,7 @@ impl BlobStore for ObjectStore {
                 .await
                 .copy(from.as_str(), to.as_str())
                 .await
-                .map_err(|e| convert(format!("copy {from} to {to}"), e))?;
+                .map_err(|e| self.failed(format!("copy {from} to {to}"), e))?;
         } else {
             let bytes = self.get(from, None).await?;
             self.put(to, bytes).await?;
@@ -314,7 +357,7 @@ impl BlobStore for ObjectStore {
                 .await
                 .compose(sources.iter().map(|(key, _)| key.as_str()), to.as_str())
                 .await
-                .map_err(|e| convert(format!("compose {to}"), e))?;
+                .map_err(|e| self.failed(format!("compose {to}"), e))?;
             return Ok(true);
         }
         // Elsewhere server-side copies become multipart parts, and every part
@@ -333,14 +376,14 @@ impl BlobStore for ObjectStore {
             .writer_with(to.as_str())
             .chunk(self.chunk_size)
             .await
-            .map_err(|e| convert(format!("open writer {to}"), e))?;
+            .map_err(|e| self.failed(format!("open writer {to}"), e))?;
         for (key, size) in sources {
             let mut start = 0;
             while start < *size {
                 let end = (start + MAX_COPY_RANGE).min(*size);
                 if let Err(e) = writer.copy_from(key.as_str(), start..end).await {
                     let _ = writer.abort().await;
-                    return Err(convert(format!("copy {key} into {to}"), e));
+                    return Err(self.failed(format!("copy {key} into {to}"), e));
                 }
                 start = end;
             }
@@ -348,7 +391,7 @@ impl BlobStore for ObjectStore {
         writer
             .close()
             .await
-            .map_err(|e| convert(format!("close {to}"), e))?;
+            .map_err(|e| self.failed(format!("close {to}"), e))?;
         Ok(true)
     }
 
@@ -361,13 +404,53 @@ impl BlobStore for ObjectStore {
             .await
             .presign_read(key.as_str(), expires)
             .await
-            .map_err(|e| convert(format!("presign {key}"), e))?;
+            .map_err(|e| self.failed(format!("presign {key}"), e))?;
         Ok(Some(request.uri().to_string()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug, Default)]
+    struct CountingLogin(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Renew for std::sync::Arc<CountingLogin> {
+        async fn renew(&self) -> Result<(Operator, Duration)> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let operator = Operator::new(opendal::services::Memory::default()).unwrap();
+            Ok((operator, Duration::from_secs(3600)))
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_are_renewed_when_due_and_not_before() {
+        let logins = std::sync::Arc::new(CountingLogin::default());
+        let operator = Operator::new(opendal::services::Memory::default()).unwrap();
+        let store = ObjectStore::new(operator, "test", 5 << 20)
+            .with_renewal(Box::new(logins.clone()), Duration::ZERO);
+        store.check().await.unwrap();
+        assert_eq!(logins.0.load(Ordering::SeqCst), 1, "due at once");
+        store.check().await.unwrap();
+        assert_eq!(logins.0.load(Ordering::SeqCst), 1, "next due in an hour");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_brings_the_renewal_forward_but_keeps_a_gap() {
+        let operator = Operator::new(opendal::services::Memory::default()).unwrap();
+        let logins = std::sync::Arc::new(CountingLogin::default());
+        let store = ObjectStore::new(operator, "test", 5 << 20)
+            .with_renewal(Box::new(logins), Duration::from_secs(3600));
+        let renewal = store.renewal.as_ref().unwrap();
+        let refused = opendal::Error::new(opendal::ErrorKind::PermissionDenied, "401");
+        let _ = store.failed("put", refused);
+        let times = *renewal.times();
+        assert_eq!(times.due, times.last_try + RENEW_GAP);
+    }
+
     #[tokio::test]
     async fn conformance_on_opendal_memory() {
         let operator = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
