@@ -124,6 +124,16 @@ impl ObjectStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = with_layers(operator);
     }
 
+    /// What the service can do; the same whatever the credentials, so no
+    /// renewal is needed to ask.
+    fn capability(&self) -> opendal::Capability {
+        self.operator
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .info()
+            .capability()
+    }
+
     /// The operator to run an operation on, renewed first when due. A failed
     /// renewal is logged and the current operator used: its token may still
     /// work, and the service's answer is the clearest error for the caller.
@@ -325,7 +335,7 @@ impl BlobStore for ObjectStore {
     }
 
     async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
-        if self.op().await.info().capability().rename {
+        if self.capability().rename {
             return self
                 .op()
                 .await
@@ -336,7 +346,7 @@ impl BlobStore for ObjectStore {
         // Object stores have no rename: a server-side copy where the service
         // has one, else a streamed one (both atomic for readers of `to`),
         // then the source goes.
-        if self.op().await.info().capability().copy {
+        if self.capability().copy {
             self.op()
                 .await
                 .copy(from.as_str(), to.as_str())
@@ -352,7 +362,7 @@ impl BlobStore for ObjectStore {
     async fn compose(&self, sources: &[(ObjectKey, u64)], to: &ObjectKey) -> Result<bool> {
         // GCS composes objects of any size natively (opendal chains its
         // 32-source limit through intermediate objects).
-        if self.op().await.info().capability().compose && !sources.is_empty() {
+        if self.capability().compose && !sources.is_empty() {
             self.op()
                 .await
                 .compose(sources.iter().map(|(key, _)| key.as_str()), to.as_str())
@@ -367,7 +377,7 @@ impl BlobStore for ObjectStore {
             .rev()
             .skip(1)
             .all(|(_, size)| *size as usize >= crate::config::MIN_CHUNK_SIZE);
-        if !self.op().await.info().capability().write_can_copy_from || !parts_big_enough {
+        if !self.capability().write_can_copy_from || !parts_big_enough {
             return Ok(false);
         }
         let mut writer = self
@@ -396,7 +406,7 @@ impl BlobStore for ObjectStore {
     }
 
     async fn presign_get(&self, key: &ObjectKey, expires: Duration) -> Result<Option<String>> {
-        if !self.op().await.info().capability().presign_read {
+        if !self.capability().presign_read {
             return Ok(None);
         }
         let request = self
