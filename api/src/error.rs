@@ -190,6 +190,11 @@ impl ResponseError for ApiError {
             "errors": [{ "code": code, "message": message, "detail": self.detail }]
         });
         let mut response = HttpResponse::build(status);
+        // Unavailable is always transient here (no quorum, an election, a
+        // store outage): tell clients and balancers when to come back.
+        if self.code == ErrorCode::Unavailable {
+            response.insert_header(("Retry-After", "1"));
+        }
         for (name, value) in &self.headers {
             response.insert_header((*name, value.as_str()));
         }
@@ -213,7 +218,7 @@ impl From<StorageError> for ApiError {
 impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> Self {
         let code = match e {
-            MetaError::Unavailable(_) => ErrorCode::Unavailable,
+            MetaError::Unavailable(_) | MetaError::Refused(_) => ErrorCode::Unavailable,
             MetaError::Fatal(_) => ErrorCode::Unknown,
         };
         ApiError::new(code, e.to_string())

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod handlers;
 pub mod manifest;
 pub mod metrics;
@@ -119,10 +120,10 @@ async fn handle(
         Route::GetBlob { name, digest, head } => blobs::get(state, req, &name, &digest, head).await,
         Route::DeleteBlob { name, digest } => blobs::delete(state, &name, &digest).await,
         Route::StartUpload { name } => uploads::start(state, req, payload, &name).await,
-        Route::UploadStatus { name, id } => uploads::status(state, &name, id).await,
+        Route::UploadStatus { name, id } => uploads::status(state, req, payload, &name, id).await,
         Route::PatchUpload { name, id } => uploads::patch(state, req, payload, &name, id).await,
         Route::FinishUpload { name, id } => uploads::finish(state, req, payload, &name, id).await,
-        Route::CancelUpload { name, id } => uploads::cancel(state, &name, id).await,
+        Route::CancelUpload { name, id } => uploads::cancel(state, req, payload, &name, id).await,
         Route::Referrers { name, digest } => referrers::list(state, req, &name, &digest).await,
     }
 }

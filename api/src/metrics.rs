@@ -12,6 +12,8 @@ pub struct ApiMetrics {
     pub received_bytes: IntCounter,
     pub sent_bytes: IntCounter,
     pub uploads_in_flight: IntGauge,
+    /// Requests sent on to the node owning their upload, by outcome.
+    pub forwarded: IntCounterVec,
 }
 
 impl ApiMetrics {
@@ -48,12 +50,21 @@ impl ApiMetrics {
         registry.register(Box::new(received_bytes.clone()))?;
         registry.register(Box::new(sent_bytes.clone()))?;
         registry.register(Box::new(uploads_in_flight.clone()))?;
+        let forwarded = IntCounterVec::new(
+            Opts::new(
+                "registry_http_forwarded_total",
+                "Upload requests forwarded to the node owning the session, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(forwarded.clone()))?;
         Ok(ApiMetrics {
             requests,
             duration,
             received_bytes,
             sent_bytes,
             uploads_in_flight,
+            forwarded,
         })
     }
 }

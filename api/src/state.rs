@@ -15,9 +15,21 @@ pub struct AppState {
     pub uploads: Addr<UploadRegistry>,
     pub config: Arc<ApiConfig>,
     pub metrics: crate::metrics::ApiMetrics,
+    /// The requests arrive on the internal listener, forwarded by a peer to
+    /// this node as the owner of what they touch: serve them here, never
+    /// forward them again.
+    pub forwarded: bool,
 }
 
 impl AppState {
+    /// The state for the internal listener's copy of the API.
+    pub fn forwarded_copy(&self) -> Self {
+        AppState {
+            forwarded: true,
+            ..self.clone()
+        }
+    }
+
     pub fn blobs(&self) -> &Arc<dyn BlobStore> {
         self.staging.store()
     }

@@ -1,6 +1,6 @@
 //! The command line.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// A container registry implementing the OCI Distribution Specification v1.1,
@@ -19,10 +19,47 @@ pub enum Command {
     Serve {
         /// A YAML config file shaped like distribution's (http.addr,
         /// storage.filesystem.rootdirectory, storage.delete.enabled, log.level,
-        /// metadata.dir). Every key can be overridden by an environment
-        /// variable: REGISTRY_ followed by the key path in capitals, joined by
-        /// underscores, e.g. REGISTRY_HTTP_ADDR.
+        /// metadata.dir, cluster.*). Every key can be overridden by an
+        /// environment variable: REGISTRY_ followed by the key path in
+        /// capitals, joined by underscores, e.g. REGISTRY_HTTP_ADDR.
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Inspect or change the cluster through a running node's debug listener.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Print the members, their roles, the leader, the term, the applied
+    /// index, and each member's lag and reachability.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove member ID from the cluster (voter or learner). Remove a node
+    /// before scaling it away; its id may then join again with an empty disk.
+    Remove {
+        /// The id of the member to remove.
+        id: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which node to ask: the one a config file describes (its
+/// `http.debug.addr`), or a debug listener's address.
+#[derive(Debug, Args)]
+#[group(required = false, multiple = false)]
+pub struct Target {
+    /// The config file of the node to ask.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The node's debug listener, HOST:PORT (default 127.0.0.1:5001).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
 }

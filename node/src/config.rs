@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub listen: SocketAddr,
+    /// The internal listener (Raft RPC, requests forwarded between nodes);
+    /// `None` for a single node without a `cluster` section.
+    pub internal_listen: Option<SocketAddr>,
     /// The operators' listener for metrics and health; `None` disables it.
     pub debug_listen: Option<SocketAddr>,
     pub blobs: storage::BackendConfig,
@@ -39,6 +42,7 @@ impl NodeConfig {
     pub fn single_node(data: &Path) -> Self {
         NodeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            internal_listen: None,
             debug_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5001))),
             blobs: storage::BackendConfig::Filesystem {
                 root: data.join("blobs"),
@@ -76,6 +80,43 @@ struct FileConfig {
     storage: StorageSection,
     #[serde(default)]
     metadata: MetadataSection,
+    cluster: Option<ClusterSection>,
+}
+
+/// A member of a multi-node cluster (docs/cluster.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterSection {
+    /// This node's id, at least 1, unique in the cluster.
+    nodeid: u64,
+    /// The internal listener: Raft RPC and requests forwarded between nodes.
+    #[serde(default = "default_internal_addr")]
+    addr: String,
+    /// How peers reach this node (default: its entry in `peers`, else `addr`).
+    advertise: Option<String>,
+    /// The initial members, this node included, as `ID=HOST:PORT`: a list,
+    /// or one comma-separated string (as `REGISTRY_CLUSTER_PEERS` gives it).
+    #[serde(default)]
+    peers: PeerList,
+    /// Shared by all nodes; every internal request proves it.
+    secret: Option<String>,
+    /// Leader heartbeat interval, e.g. `200ms`.
+    heartbeat: Option<String>,
+    /// Lower bound of the election timeout (the upper is 1.5× it), e.g. `800ms`.
+    electiontimeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum PeerList {
+    #[default]
+    None,
+    List(Vec<String>),
+    Joined(String),
+}
+
+fn default_internal_addr() -> String {
+    "0.0.0.0:5101".to_owned()
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,9 +345,8 @@ struct MetadataSection {
     /// Directory of the Raft log and state machine.
     #[serde(default = "default_meta_dir")]
     dir: PathBuf,
-    /// This node's Raft id.
-    #[serde(default = "default_node_id")]
-    nodeid: u64,
+    /// Replaced by `cluster.nodeid`; refused, naming it.
+    nodeid: Option<Value>,
     /// Build a metadata snapshot (and trim the Raft log) after this many
     /// log entries. Lower keeps the log and memory small; higher spends less
     /// time exporting a large state.
@@ -318,7 +358,7 @@ impl Default for MetadataSection {
     fn default() -> Self {
         MetadataSection {
             dir: default_meta_dir(),
-            nodeid: default_node_id(),
+            nodeid: None,
             snapshotevery: default_snapshot_every(),
         }
     }
@@ -326,10 +366,6 @@ impl Default for MetadataSection {
 
 fn default_meta_dir() -> PathBuf {
     PathBuf::from("./data/meta")
-}
-
-fn default_node_id() -> u64 {
-    1
 }
 
 fn default_snapshot_every() -> u64 {
@@ -441,13 +477,16 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
     let purge = purge_config(&file.storage.maintenance.uploadpurging)?;
     let delete_enabled = file.storage.delete.enabled;
     let blobs = backend(file.storage)?;
-    if file.metadata.nodeid == 0 {
+    if file.metadata.nodeid.is_some() {
         return Err(ConfigError::Invalid(
-            "metadata.nodeid: must be at least 1".to_owned(),
+            "metadata.nodeid: replaced by cluster.nodeid (see docs/cluster.md)".to_owned(),
         ));
     }
     let mut raft = raft::RaftConfig::single_node(file.metadata.dir);
-    raft.node_id = file.metadata.nodeid;
+    let internal_listen = match file.cluster {
+        None => None,
+        Some(cluster) => Some(cluster_config(cluster, &mut raft)?),
+    };
     if file.metadata.snapshotevery == 0 {
         return Err(ConfigError::Invalid(
             "metadata.snapshotevery: must be at least 1".to_owned(),
@@ -456,6 +495,7 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
     raft.snapshot_every = file.metadata.snapshotevery;
     Ok(NodeConfig {
         listen,
+        internal_listen,
         debug_listen,
         blobs,
         raft,
@@ -467,6 +507,116 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
         log_level: level,
         purge,
     })
+}
+
+/// Fills `raft` from the cluster section; answers the internal listener's address.
+fn cluster_config(
+    cluster: ClusterSection,
+    raft: &mut raft::RaftConfig,
+) -> Result<SocketAddr, ConfigError> {
+    let invalid = |key: &str, what: String| ConfigError::Invalid(format!("cluster.{key}: {what}"));
+    if cluster.nodeid == 0 {
+        return Err(invalid("nodeid", "must be at least 1".to_owned()));
+    }
+    let addr: SocketAddr = cluster
+        .addr
+        .parse()
+        .map_err(|e| invalid("addr", format!("{:?}: {e}", cluster.addr)))?;
+    let entries: Vec<String> = match cluster.peers {
+        PeerList::None => Vec::new(),
+        PeerList::List(list) => list,
+        PeerList::Joined(joined) => joined.split(',').map(str::to_owned).collect(),
+    };
+    let mut peers = std::collections::BTreeMap::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let (id, peer) = entry
+            .split_once('=')
+            .ok_or_else(|| invalid("peers", format!("{entry:?} is not ID=HOST:PORT")))?;
+        let id: u64 = id.trim().parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+            invalid(
+                "peers",
+                format!("{entry:?}: the id must be a number above 0"),
+            )
+        })?;
+        let peer = peer.trim();
+        if peer
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(invalid(
+                "peers",
+                format!("{entry:?}: the address needs a port"),
+            ));
+        }
+        if peers.insert(id, peer.to_owned()).is_some() {
+            return Err(invalid("peers", format!("node {id} is listed twice")));
+        }
+    }
+    if peers.is_empty() {
+        peers.insert(cluster.nodeid, String::new());
+    }
+    let Some(own_entry) = peers.get(&cluster.nodeid).cloned() else {
+        return Err(invalid(
+            "peers",
+            format!(
+                "must list this node ({}) among the initial members",
+                cluster.nodeid
+            ),
+        ));
+    };
+    let advertise = match cluster.advertise {
+        Some(advertise) => advertise,
+        None if !own_entry.is_empty() => own_entry.clone(),
+        None => cluster.addr.clone(),
+    };
+    if advertise.starts_with("0.0.0.0:") || advertise.starts_with("[::]:") {
+        return Err(invalid(
+            "advertise",
+            format!(
+                "{advertise:?} is not an address peers can reach; set it to this node's host:port"
+            ),
+        ));
+    }
+    if !own_entry.is_empty() && own_entry != advertise {
+        return Err(invalid(
+            "advertise",
+            format!(
+                "{advertise:?} differs from this node's entry in cluster.peers ({own_entry:?})"
+            ),
+        ));
+    }
+    peers.insert(cluster.nodeid, advertise.clone());
+    let secret = cluster.secret.filter(|s| !s.is_empty());
+    if peers.len() > 1 && secret.is_none() {
+        return Err(invalid(
+            "secret",
+            "is required when the cluster has more than one peer".to_owned(),
+        ));
+    }
+    let duration = |key: &str, raw: &Option<String>, default| match raw {
+        None => Ok(default),
+        Some(raw) => {
+            humantime::parse_duration(raw).map_err(|e| invalid(key, format!("{raw:?}: {e}")))
+        }
+    };
+    raft.heartbeat = duration("heartbeat", &cluster.heartbeat, raft.heartbeat)?;
+    raft.election_timeout = duration(
+        "electiontimeout",
+        &cluster.electiontimeout,
+        raft.election_timeout,
+    )?;
+    if raft.election_timeout < raft.heartbeat * 3 {
+        return Err(invalid(
+            "electiontimeout",
+            "must be at least three heartbeats".to_owned(),
+        ));
+    }
+    raft.node_id = cluster.nodeid;
+    raft.peers = peers;
+    raft.advertise = Some(advertise);
+    raft.secret = secret;
+    Ok(addr)
 }
 
 fn purge_config(section: &UploadPurgingSection) -> Result<crate::purge::PurgeConfig, ConfigError> {
@@ -790,6 +940,76 @@ mod tests {
         let v2 = "storage:\n  swift:\n    authurl: http://k/v2.0\n    username: u\n    \
                   password: p\n    container: c\n";
         assert!(err(v2).contains("v2.0"));
+    }
+
+    #[test]
+    fn cluster_section() {
+        let f = write(
+            "cluster:\n  nodeid: 2\n  addr: 0.0.0.0:5101\n  secret: s3cret\n  peers:\n    \
+             - 1=a:5101\n    - 2=b:5101\n    - 3=c:5101\n",
+        );
+        let c = load(Some(f.path()), &HashMap::new()).unwrap();
+        assert_eq!(c.raft.node_id, 2);
+        assert_eq!(c.internal_listen, Some("0.0.0.0:5101".parse().unwrap()));
+        assert_eq!(c.raft.advertise.as_deref(), Some("b:5101"));
+        assert_eq!(c.raft.peers.len(), 3);
+        assert_eq!(c.raft.secret.as_deref(), Some("s3cret"));
+        let c = load(
+            None,
+            &env(&[
+                ("REGISTRY_CLUSTER_NODEID", "1"),
+                ("REGISTRY_CLUSTER_PEERS", "1=a:5101,2=b:5101,3=c:5101"),
+                ("REGISTRY_CLUSTER_SECRET", "x"),
+                ("REGISTRY_CLUSTER_HEARTBEAT", "100ms"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.raft.peers[&3], "c:5101");
+        assert_eq!(c.raft.advertise.as_deref(), Some("a:5101"));
+        assert_eq!(c.raft.heartbeat, std::time::Duration::from_millis(100));
+        let alone = load(
+            None,
+            &env(&[
+                ("REGISTRY_CLUSTER_NODEID", "4"),
+                ("REGISTRY_CLUSTER_ADVERTISE", "d:5101"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            alone.raft.peers.len(),
+            1,
+            "a one-node cluster needs no secret"
+        );
+        let no_cluster = load(None, &HashMap::new()).unwrap();
+        assert_eq!(no_cluster.internal_listen, None);
+        assert!(no_cluster.raft.peers.is_empty());
+    }
+
+    #[test]
+    fn bad_cluster_sections_name_the_key() {
+        let err = |e: &[(&str, &str)]| load(None, &env(e)).unwrap_err().to_string();
+        let three = ("REGISTRY_CLUSTER_PEERS", "1=a:1,2=b:1,3=c:1");
+        assert!(err(&[("REGISTRY_METADATA_NODEID", "2")]).contains("cluster.nodeid"));
+        assert!(err(&[("REGISTRY_CLUSTER_NODEID", "1"), three]).contains("cluster.secret"));
+        assert!(err(&[
+            ("REGISTRY_CLUSTER_NODEID", "4"),
+            three,
+            ("REGISTRY_CLUSTER_SECRET", "s")
+        ])
+        .contains("cluster.peers"));
+        assert!(err(&[("REGISTRY_CLUSTER_NODEID", "1")]).contains("cluster.advertise"));
+        assert!(err(&[
+            ("REGISTRY_CLUSTER_NODEID", "1"),
+            ("REGISTRY_CLUSTER_PEERS", "1=a,2=b:1")
+        ])
+        .contains("port"));
+        assert!(err(&[
+            ("REGISTRY_CLUSTER_NODEID", "1"),
+            three,
+            ("REGISTRY_CLUSTER_SECRET", "s"),
+            ("REGISTRY_CLUSTER_ADVERTISE", "z:1")
+        ])
+        .contains("cluster.advertise"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The operators' listener (distribution's `http.debug.addr`): `/metrics`,
-//! `/healthz` (the process answers) and `/readyz` (metadata is caught up
-//! with the leader and blob storage answers).
+//! `/healthz` (the process answers), `/readyz` (metadata is caught up
+//! with the leader and this node sees the cluster's blob storage), and the
+//! cluster commands' endpoints: `GET /cluster/status` (JSON) and
+//! `POST /cluster/remove/{id}`.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use prometheus::Registry;
@@ -8,7 +10,7 @@ use raft::MetaStore;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-use storage::{BlobStore, Digest, ErrorKind, ObjectKey};
+use storage::BlobStore;
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_DEADLINE: Duration = Duration::from_secs(3);
@@ -37,6 +39,8 @@ pub fn server(
             .route("/metrics", web::get().to(metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
+            .route("/cluster/status", web::get().to(cluster_status))
+            .route("/cluster/remove/{id}", web::post().to(cluster_remove))
     })
     .workers(1)
     .disable_signals()
@@ -65,17 +69,38 @@ async fn readyz(state: web::Data<DebugState>) -> HttpResponse {
     }
 }
 
+async fn cluster_status(state: web::Data<DebugState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.meta.status().await)
+}
+
+async fn cluster_remove(state: web::Data<DebugState>, id: web::Path<u64>) -> HttpResponse {
+    let id = id.into_inner();
+    match state.meta.remove_member(id).await {
+        Ok(()) => HttpResponse::Ok().body(format!("removed node {id}\n")),
+        Err(raft::LeaderError::Refused(why)) => HttpResponse::Conflict().body(format!("{why}\n")),
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
+    }
+}
+
 async fn not_ready_reason(state: &DebugState) -> Option<String> {
-    match tokio::time::timeout(PROBE_DEADLINE, state.meta.read()).await {
+    let view = match tokio::time::timeout(PROBE_DEADLINE, state.meta.read()).await {
         Err(_) => return Some("metadata: no answer from the leader".to_owned()),
         Ok(Err(e)) => return Some(format!("metadata: {e}")),
-        Ok(Ok(_)) => {}
-    }
-    // Any answer about an object, present or not, proves the store serves.
-    let probe = ObjectKey::blob(&Digest::sha256_of(b"registry readiness probe"));
-    match tokio::time::timeout(PROBE_DEADLINE, state.blobs.head(&probe)).await {
+        Ok(Ok(view)) => view,
+    };
+    let id = match view.cluster_id() {
+        Err(e) => return Some(format!("metadata: {e}")),
+        Ok(None) => return Some("the cluster has no id yet".to_owned()),
+        Ok(Some(id)) => id,
+    };
+    // The marker's answer also proves the store serves.
+    match tokio::time::timeout(
+        PROBE_DEADLINE,
+        crate::cluster::marker_missing(&*state.blobs, &id),
+    )
+    .await
+    {
         Err(_) => Some("blob storage: no answer".to_owned()),
-        Ok(Err(e)) if e.kind != ErrorKind::NotFound => Some(format!("blob storage: {e}")),
-        Ok(_) => None,
+        Ok(why) => why,
     }
 }

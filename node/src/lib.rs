@@ -1,9 +1,12 @@
 //! The registry node: configuration, wiring of storage, Raft and the API, and
 //! the HTTP server. The binary and the tests start nodes through [`Node`].
 
+pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod debug;
+mod internal;
 pub mod metrics;
 pub mod node;
 pub mod purge;

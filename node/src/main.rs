@@ -1,7 +1,7 @@
 //! The `registry` binary: parse the command line, load the config, run.
 
 use clap::Parser;
-use node::cli::{Cli, Command};
+use node::cli::{Cli, ClusterCommand, Command};
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config.as_deref()),
+        Command::Cluster(command) => cluster(command),
     }
 }
 
@@ -39,7 +40,15 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
         Ok(debug) => debug,
         Err(()) => return ExitCode::FAILURE,
     };
-    let listeners = node::Listeners { api, debug };
+    let internal = match config.internal_listen.map(bind).transpose() {
+        Ok(internal) => internal,
+        Err(()) => return ExitCode::FAILURE,
+    };
+    let listeners = node::Listeners {
+        api,
+        debug,
+        internal,
+    };
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -48,12 +57,30 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
     });
     let result = system.block_on(async move {
         let node = node::Node::start(config, listeners, true).await?;
-        node.run().await.map_err(node::NodeError::from)
+        node.run().await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "registry failed");
+            eprintln!("registry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cluster(command: ClusterCommand) -> ExitCode {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(node::admin::run(command, &env)) {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("registry: {e}");
             ExitCode::FAILURE
         }
     }

@@ -8,11 +8,14 @@ use actix_web::{dev::ServerHandle, App, HttpServer};
 use api::upload::UploadRegistry;
 use api::ApiMetrics;
 use api::AppState;
-use raft::{MetaStore, NodeInfo};
+use raft::MetaStore;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use storage::instrumented::Instrumented;
 use storage::{BlobStore, Staging, StorageMetrics};
+
+/// How long a single node waits to lead its one-member cluster at start.
+const LEADER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -24,6 +27,8 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// The sockets a node serves on, bound by the caller (the binary from its
@@ -33,6 +38,9 @@ pub struct Listeners {
     pub api: TcpListener,
     /// Metrics and health (`http.debug.addr`); none disables it.
     pub debug: Option<TcpListener>,
+    /// Raft RPC and forwarded requests (`cluster.addr`); none for a single
+    /// node without a cluster section.
+    pub internal: Option<TcpListener>,
 }
 
 /// A running node.
@@ -41,6 +49,9 @@ pub struct Node {
     debug_addr: Option<SocketAddr>,
     server: actix_web::dev::Server,
     debug_server: Option<actix_web::dev::Server>,
+    internal_server: Option<actix_web::dev::Server>,
+    /// Fails if formation refuses this node (a wiped disk, another cluster).
+    formation: Option<tokio::task::JoinHandle<Result<(), raft::MetaError>>>,
     meta: MetaStore,
     uploads: actix::Addr<UploadRegistry>,
     purger: Option<tokio::task::JoinHandle<()>>,
@@ -71,11 +82,7 @@ impl Node {
         let addr = listeners.api.local_addr()?;
         let blobs: Arc<dyn BlobStore> =
             Arc::new(Instrumented::new(blobs, StorageMetrics::new(&registry)?));
-        let node_info = NodeInfo {
-            api_addr: addr.to_string(),
-            raft_addr: addr.to_string(),
-        };
-        let meta = MetaStore::open(&config.raft, node_info, &registry).await?;
+        let meta = MetaStore::open(&config.raft, addr.to_string(), &registry).await?;
         let staging = Staging::new(blobs.clone());
         let api_metrics = ApiMetrics::new(&registry)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -102,6 +109,32 @@ impl Node {
             uploads: uploads.clone(),
             config: Arc::new(config.api.clone()),
             metrics: api_metrics,
+            forwarded: false,
+        };
+        let internal_server = listeners
+            .internal
+            .map(|listener| crate::internal::server(listener, meta.clone(), state.forwarded_copy()))
+            .transpose()?;
+        let internal_addr = config.raft.advertise.clone();
+        // A node alone forms at once; a member of a larger cluster forms in
+        // the background while its listeners already answer its peers.
+        let formation = if config.raft.peers.len() <= 1 {
+            crate::cluster::form(&meta).await?;
+            meta.await_leader(LEADER_DEADLINE).await?;
+            tokio::time::timeout(
+                LEADER_DEADLINE,
+                crate::cluster::ensure_named(&meta, &*blobs),
+            )
+            .await
+            .map_err(|_| NodeError::Cluster("the cluster was not named in time".to_owned()))?;
+            None
+        } else {
+            let (meta, blobs) = (meta.clone(), blobs.clone());
+            Some(tokio::spawn(async move {
+                crate::cluster::form(&meta).await?;
+                tokio::spawn(async move { crate::cluster::ensure_named(&meta, &*blobs).await });
+                Ok(())
+            }))
         };
         let mut server = HttpServer::new(move || {
             let state = state.clone();
@@ -129,6 +162,8 @@ impl Node {
         tracing::info!(
             %addr,
             debug = ?debug_addr,
+            internal = ?internal_addr,
+            node = config.raft.node_id,
             blobs = config.blobs.name(),
             meta = %config.raft.data_dir.display(),
             "registry listening"
@@ -138,6 +173,8 @@ impl Node {
             debug_addr,
             server,
             debug_server,
+            internal_server,
+            formation,
             meta,
             uploads,
             purger,
@@ -160,14 +197,47 @@ impl Node {
     /// Serves until the API server stops (a signal or [`ServerHandle::stop`]),
     /// draining in-flight requests, then stops the debug listener, the
     /// background tasks, the upload sessions and Raft.
-    pub async fn run(self) -> std::io::Result<()> {
+    pub async fn run(self) -> Result<(), NodeError> {
         let debug = self.debug_server.as_ref().map(|s| s.handle());
         let debug_task = self.debug_server.map(tokio::spawn);
-        let served = self.server.await;
+        let internal = self.internal_server.as_ref().map(|s| s.handle());
+        let internal_task = self.internal_server.map(tokio::spawn);
+        let api = self.server.handle();
+        let mut server = self.server;
+        let mut refused = None;
+        let served = match self.formation {
+            None => server.await,
+            Some(mut formation) => {
+                tokio::select! {
+                    served = &mut server => {
+                        formation.abort();
+                        served
+                    }
+                    formed = &mut formation => {
+                        if let Ok(Err(e)) = formed {
+                            tracing::error!(error = %e, "this node cannot join its cluster");
+                            refused = Some(e);
+                            // Sends the stop; the server future below carries it out
+                            // (awaiting here, with that future unpolled, would hang).
+                            drop(api.stop(false));
+                        }
+                        server.await
+                    }
+                }
+            }
+        };
         if let Some(debug) = debug {
             debug.stop(true).await;
         }
         if let Some(task) = debug_task {
+            let _ = task.await;
+        }
+        // The internal listener stops last: peers may still be forwarding
+        // to this node while its API drains.
+        if let Some(internal) = internal {
+            internal.stop(true).await;
+        }
+        if let Some(task) = internal_task {
             let _ = task.await;
         }
         if let Some(purger) = &self.purger {
@@ -178,7 +248,10 @@ impl Node {
         }
         self.meta.shutdown().await;
         tracing::info!(addr = %self.addr, "registry stopped");
-        served
+        if let Some(e) = refused {
+            return Err(NodeError::Meta(e));
+        }
+        Ok(served?)
     }
 
     /// Starts a node on a thread of its own, with its own actix System.
@@ -201,6 +274,8 @@ impl Node {
         blobs: Option<Arc<dyn BlobStore>>,
     ) -> Result<SpawnedNode, NodeError> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let failed = failure.clone();
         let thread = std::thread::Builder::new()
             .name(format!("node-{}", config.raft.node_id))
             .spawn(move || {
@@ -222,6 +297,10 @@ impl Node {
                             let _ = ready_tx.send(Ok((node.addr(), node.handle())));
                             if let Err(e) = node.run().await {
                                 tracing::error!(error = %e, "node stopped with an error");
+                                *failed
+                                    .lock()
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                                    Some(e.to_string());
                             }
                         }
                         Err(e) => {
@@ -237,6 +316,7 @@ impl Node {
             addr,
             handle,
             thread: Some(thread),
+            failure,
         })
     }
 }
@@ -246,11 +326,21 @@ pub struct SpawnedNode {
     addr: SocketAddr,
     handle: ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl SpawnedNode {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Why the node stopped by itself, once it has (e.g. it refused to join
+    /// its cluster).
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Stops the node and waits until its storage is closed.

@@ -4,6 +4,7 @@
 //! on-disk format: add variants at the end, never reorder. Time travels inside
 //! a command (`at_ms`), so applying one reads no clock.
 
+use crate::NodeId;
 use std::collections::BTreeMap;
 use storage::Digest;
 
@@ -39,6 +40,44 @@ pub enum Command {
     DeleteTag { repo: String, tag: String },
     /// Removes a blob's link from a repository; the bytes stay until garbage collection.
     UnlinkBlob { repo: String, digest: Digest },
+    /// Applies `command` once: a second entry with the same `request_id`
+    /// (a proposal retried after its answer was lost) answers what the first
+    /// answered and changes nothing.
+    Once {
+        request_id: u128,
+        command: Box<Command>,
+    },
+    /// Names the cluster; only the first such entry takes effect.
+    SetClusterId { id: String },
+    /// Records that `node` holds the cluster's data on its own disk; a node
+    /// that starts empty while recorded here lost its disk.
+    MemberJoined { node: NodeId },
+    /// [`Command::CreateUpload`] with the node that owns the session.
+    OpenUpload {
+        id: String,
+        repo: String,
+        at_ms: u64,
+        owner: NodeId,
+    },
+    /// Moves an upload session to node `to` if `from` still owns it (the
+    /// owner is unreachable); the new owner rebuilds it from staged parts.
+    ClaimUpload {
+        id: String,
+        from: Option<NodeId>,
+        to: NodeId,
+    },
+    /// Forgets that `node` held data: it was removed from the cluster, so
+    /// its id may join again with an empty disk.
+    MemberRemoved { node: NodeId },
+}
+
+/// Who serves an upload session. `generation` grows with every claim, so a
+/// node that owned the session before and owns it again rebuilds it instead
+/// of trusting what it cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadOwner {
+    pub node: NodeId,
+    pub generation: u64,
 }
 
 /// Where the bytes of a committed blob came from.
@@ -84,4 +123,6 @@ pub enum Response {
     /// A manifest references a blob or child manifest the repository lacks.
     ManifestReferenceUnknown(Digest),
     ManifestUnknown,
+    /// A claim lost: the upload is owned by another node than the claim's `from`.
+    UploadOwnedElsewhere(UploadOwner),
 }

@@ -2,11 +2,15 @@
 
 /// Why a metadata read or write failed. None of these mean a command was
 /// rejected by the state machine: rejections come back as a [`crate::Response`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MetaError {
     /// No leader is known or the cluster has no quorum; retry later.
     #[error("metadata unavailable: {0}")]
     Unavailable(String),
+    /// This node must not serve: its data belongs to another cluster, or it
+    /// lost data the cluster counted on. The message says what to do.
+    #[error("{0}")]
+    Refused(String),
     /// Storage failed or an invariant broke; the node cannot serve metadata.
     #[error("metadata store failed: {0}")]
     Fatal(String),

@@ -2,24 +2,34 @@
 //!
 //! Every metadata change is one [`Command`] appended through openraft and
 //! applied by the deterministic state machine in [`state`], stored in sled.
-//! The crate's API is [`MetaStore`]: `propose` a command, `read` the state.
+//! The crate's API is [`MetaStore`]: `propose` a command, `read` the state,
+//! from any node of the cluster. [`server`] is the Raft side of the internal
+//! listener; [`network`] its client.
 //! Blob bytes never pass through here.
 
+pub mod coalesce;
 pub mod codec;
 pub mod command;
 pub mod config;
 pub mod error;
+mod formation;
+pub mod identity;
+pub mod membership;
 pub mod meta;
 pub mod metrics;
 pub mod network;
+pub mod rpc;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod types;
 
-pub use command::{BlobSource, Command, ManifestRecord, Response, UploadRecord};
+pub use command::{BlobSource, Command, ManifestRecord, Response, UploadOwner, UploadRecord};
 pub use config::RaftConfig;
 pub use error::MetaError;
+pub use membership::{ClusterStatus, MemberStatus};
 pub use meta::MetaStore;
 pub use metrics::RaftMetrics;
+pub use rpc::{ClusterInfo, LeaderError, PeerClient};
 pub use state::StateView;
 pub use types::{NodeId, NodeInfo, TypeConfig};

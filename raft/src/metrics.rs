@@ -1,7 +1,10 @@
 //! Raft metrics: term, leader, log and applied indexes, proposal latency,
 //! and when the last snapshot was built and how long it took.
 
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct RaftMetrics {
@@ -15,6 +18,14 @@ pub struct RaftMetrics {
     pub proposals: IntCounterVec,
     pub snapshot_last_build: Gauge,
     pub snapshot_build_duration: Gauge,
+    pub leader_changes: IntCounter,
+    /// Calls sent to the leader on behalf of this node's clients, by kind.
+    pub forwarded: IntCounterVec,
+    pub read_index_duration: Histogram,
+    pub voters: IntGauge,
+    pub learners: IntGauge,
+    /// On the leader: how many entries each peer's log is behind its own.
+    pub replication_lag: IntGaugeVec,
 }
 
 impl RaftMetrics {
@@ -45,7 +56,45 @@ impl RaftMetrics {
             &["outcome"],
         )?;
         registry.register(Box::new(proposals.clone()))?;
+        let leader_changes = IntCounter::new(
+            "registry_raft_leader_changes_total",
+            "Times this node saw the leader change (elections, step-downs)",
+        )?;
+        registry.register(Box::new(leader_changes.clone()))?;
+        let forwarded = IntCounterVec::new(
+            Opts::new(
+                "registry_cluster_forwarded_total",
+                "Writes and read-index requests this node sent to the leader",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(forwarded.clone()))?;
+        let read_index_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "registry_raft_read_index_duration_seconds",
+                "Time to confirm a read index for a linearizable read",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 3.0, 12)?),
+        )?;
+        registry.register(Box::new(read_index_duration.clone()))?;
+        let replication_lag = IntGaugeVec::new(
+            Opts::new(
+                "registry_raft_replication_lag_entries",
+                "On the leader: log entries each peer has yet to acknowledge",
+            ),
+            &["peer"],
+        )?;
+        registry.register(Box::new(replication_lag.clone()))?;
         Ok(RaftMetrics {
+            leader_changes,
+            forwarded,
+            read_index_duration,
+            replication_lag,
+            voters: gauge("registry_raft_voters", "Voting members of the cluster")?,
+            learners: gauge(
+                "registry_raft_learners",
+                "Non-voting members (catching up before promotion)",
+            )?,
             term: gauge("registry_raft_term", "Current Raft term")?,
             leader: gauge(
                 "registry_raft_leader",
@@ -89,5 +138,18 @@ impl RaftMetrics {
             .set(m.last_applied.map_or(0, |l| l.index) as i64);
         self.snapshot_index
             .set(m.snapshot.map_or(0, |l| l.index) as i64);
+        let membership = m.membership_config.membership();
+        self.voters.set(membership.voter_ids().count() as i64);
+        self.learners.set(membership.learner_ids().count() as i64);
+        self.replication_lag.reset();
+        if let Some(replication) = &m.replication {
+            let last = m.last_log_index.unwrap_or(0);
+            for (peer, matched) in replication {
+                let behind = last.saturating_sub(matched.map_or(0, |l| l.index));
+                self.replication_lag
+                    .with_label_values(&[&peer.to_string()])
+                    .set(behind as i64);
+            }
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! ```text
 //! blobs/<algorithm>/<first two hex>/<hex>      a blob, written once, never modified
 //! uploads/<uuid>/<offset, 20 digits>           one staged part of an upload, starting at offset
+//! cluster/<cluster id>                         marker written when a cluster is named: every
+//!                                              node checks it sees it (shared blob storage)
 //! ```
 
 use crate::digest::Digest;
@@ -41,6 +43,16 @@ impl ObjectKey {
             return None;
         }
         last.parse().ok()
+    }
+
+    /// The marker of cluster `id`. `id` is a UUID the cluster made; anything
+    /// else is stripped to keep the key inside the layout.
+    pub fn cluster_marker(id: &str) -> Self {
+        let id: String = id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        ObjectKey(format!("cluster/{id}"))
     }
 
     /// Rebuilds a key that a backend listed. Refuses anything that could escape the store's root.

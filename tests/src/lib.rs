@@ -3,18 +3,18 @@
 //! client over reqwest for the workflows.
 
 pub mod azurite;
+pub mod balancer;
 pub mod bench;
+pub mod cluster;
 pub mod gcs;
 pub mod oci;
 pub mod roundtrip;
 pub mod s3;
 pub mod swift;
 
-use node::{Node, NodeConfig, SpawnedNode};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use storage::faulty::{FaultSwitch, FaultyStore};
+pub use cluster::TestCluster;
+use node::NodeConfig;
+use std::path::PathBuf;
 
 /// Which blob backend [`TestNode::start`] uses: `TEST_BLOB_BACKEND=s3` runs
 /// the same tests against an S3 server (s3s-fs), with redirects off so the
@@ -45,17 +45,35 @@ pub fn tool_cache() -> PathBuf {
         .join("registry-tools")
 }
 
-/// A single-node registry on loopback with its data in a temporary directory.
+/// How many nodes [`TestNode::start`] runs: `TEST_CLUSTER=3` runs every
+/// black-box test against a 3-node cluster behind a round-robin balancer;
+/// unset, one node.
+pub fn cluster_size_under_test() -> usize {
+    std::env::var("TEST_CLUSTER")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// The registry a black-box test talks to: one node, or (with
+/// `TEST_CLUSTER`) a cluster behind a balancer, with its data in a
+/// temporary directory. Dereferences to the [`TestCluster`] for the rest.
 pub struct TestNode {
-    node: Option<SpawnedNode>,
-    /// The S3 server behind the node, when the backend is S3.
-    pub s3: Option<s3::S3Server>,
-    /// Makes the node's blob store fail while set.
-    pub faults: FaultSwitch,
-    config: NodeConfig,
-    addr: SocketAddr,
-    debug_addr: SocketAddr,
-    dir: tempfile::TempDir,
+    cluster: TestCluster,
+}
+
+impl std::ops::Deref for TestNode {
+    type Target = TestCluster;
+    fn deref(&self) -> &TestCluster {
+        &self.cluster
+    }
+}
+
+impl std::ops::DerefMut for TestNode {
+    fn deref_mut(&mut self) -> &mut TestCluster {
+        &mut self.cluster
+    }
 }
 
 impl TestNode {
@@ -65,119 +83,64 @@ impl TestNode {
     }
 
     /// A node on the backend under test, with `adjust` applied to its config.
-    pub fn start_with(adjust: impl FnOnce(&mut NodeConfig)) -> Self {
+    pub fn start_with(adjust: impl Fn(&mut NodeConfig)) -> Self {
         let s3 = (backend_under_test() == "s3").then(s3::S3Server::start);
-        Self::start_on(s3, |config| {
+        Self::start_on(cluster_size_under_test(), s3, |config| {
             config.api.redirect = false;
             adjust(config)
         })
     }
 
+    /// One node whatever `TEST_CLUSTER` says, for tests of one node's own
+    /// counters and probes.
+    pub fn start_single() -> Self {
+        let s3 = (backend_under_test() == "s3").then(s3::S3Server::start);
+        Self::start_on(1, s3, |config| {
+            config.api.redirect = false;
+            config.api.delete_enabled = true;
+        })
+    }
+
     /// A node on S3 (s3s-fs) whatever the backend under test, with
     /// presigned redirects as configured by `adjust` (on by default).
-    pub fn start_s3(adjust: impl FnOnce(&mut NodeConfig)) -> Self {
-        Self::start_on(Some(s3::S3Server::start()), adjust)
+    pub fn start_s3(adjust: impl Fn(&mut NodeConfig)) -> Self {
+        Self::start_on(
+            cluster_size_under_test(),
+            Some(s3::S3Server::start()),
+            adjust,
+        )
     }
 
     /// A node whose blobs live in the backend `blobs` names.
     pub fn start_with_blobs(blobs: storage::BackendConfig) -> Self {
-        Self::start_on(None, |config| config.blobs = blobs)
-    }
-
-    fn start_on(s3: Option<s3::S3Server>, adjust: impl FnOnce(&mut NodeConfig)) -> Self {
-        init_tracing();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = NodeConfig::single_node(dir.path());
-        if let Some(server) = &s3 {
-            config.blobs = storage::BackendConfig::S3(server.config());
-        }
-        adjust(&mut config);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let debug = TcpListener::bind("127.0.0.1:0").expect("bind debug");
-        let addr = listener.local_addr().expect("addr");
-        let debug_addr = debug.local_addr().expect("debug addr");
-        config.listen = addr;
-        config.debug_listen = Some(debug_addr);
-        let faults = FaultSwitch::default();
-        let node = spawn(&config, listener, debug, &faults);
-        TestNode {
-            node: Some(node),
-            s3,
-            faults,
-            config,
-            addr,
-            debug_addr,
-            dir,
-        }
-    }
-
-    /// Stops the node gracefully and starts it again on the same data and port.
-    pub fn restart(&mut self) {
-        if let Some(node) = self.node.take() {
-            node.stop();
-        }
-        let listener = TcpListener::bind(self.addr).expect("rebind the same port");
-        let debug = TcpListener::bind(self.debug_addr).expect("rebind the debug port");
-        self.node = Some(spawn(&self.config, listener, debug, &self.faults));
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The base URL of `/metrics`, `/healthz` and `/readyz`.
-    pub fn debug_url(&self) -> String {
-        format!("http://{}", self.debug_addr)
-    }
-
-    pub fn host(&self) -> String {
-        self.addr.to_string()
-    }
-
-    pub fn client(&self) -> oci::Client {
-        oci::Client::new(self.base_url())
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The directory whose `blobs/` holds the stored blobs as files (the
-    /// filesystem backend's root, or the S3 server's bucket).
-    pub fn blobs_dir(&self) -> PathBuf {
-        match &self.s3 {
-            Some(server) => server.bucket_dir(),
-            None => self.dir.path().join("blobs"),
-        }
-    }
-}
-
-/// Starts a node whose blob store (from `config`) fails while `faults` is set.
-fn spawn(
-    config: &NodeConfig,
-    listener: TcpListener,
-    debug: TcpListener,
-    faults: &FaultSwitch,
-) -> SpawnedNode {
-    // Opened on a thread of its own: callers may be inside a tokio runtime.
-    let inner = std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(storage::backends::open(&config.blobs))
+        Self::start_on(cluster_size_under_test(), None, move |config| {
+            config.blobs = blobs.clone()
         })
-        .join()
-        .expect("open thread")
-    })
-    .expect("open blob store");
-    let blobs = Arc::new(FaultyStore::new(inner, faults.clone()));
-    let listeners = node::Listeners {
-        api: listener,
-        debug: Some(debug),
-    };
-    Node::spawn_with_store(config.clone(), listeners, blobs).expect("node starts")
+    }
+
+    fn start_on(nodes: usize, s3: Option<s3::S3Server>, adjust: impl Fn(&mut NodeConfig)) -> Self {
+        TestNode {
+            cluster: TestCluster::start(nodes, s3, adjust),
+        }
+    }
+
+    /// Stops the registry gracefully and starts it again on the same data
+    /// and ports (a cluster restarts one node at a time).
+    pub fn restart(&mut self) {
+        self.cluster.rolling_restart();
+    }
+
+    /// The base URL of `/metrics`, `/healthz` and `/readyz` (the first node's).
+    pub fn debug_url(&self) -> String {
+        self.cluster.debug_url(0)
+    }
+
+    /// A client of the registry. For a cluster it goes through the
+    /// balancer on a new connection per request, so each request of a push
+    /// or pull reaches the next node.
+    pub fn client(&self) -> oci::Client {
+        self.cluster.balanced_client()
+    }
 }
 
 /// Polls `ready` every few milliseconds until it holds or `limit` passes;

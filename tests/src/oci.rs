@@ -47,6 +47,17 @@ impl Client {
         Client { base, http }
     }
 
+    /// A client that opens a new connection for every request (behind a
+    /// per-connection balancer, each request reaches the next node).
+    pub fn without_pooling(base: String) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client");
+        Client { base, http }
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             path.to_owned()

@@ -4,6 +4,7 @@
 mod azure_backend;
 mod bad_input;
 mod bench_smoke;
+mod cluster;
 mod docker;
 mod gcs_backend;
 mod helm;

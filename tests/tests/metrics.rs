@@ -35,7 +35,7 @@ async fn scrape(node: &TestNode) -> String {
 
 #[tokio::test]
 async fn counters_move_by_what_was_pushed_and_pulled() {
-    let node = TestNode::start();
+    let node = TestNode::start_single();
     let client = node.client();
     let before = scrape(&node).await;
     let received_before = sample(&before, "registry_http_received_bytes_total", &[]).unwrap();
@@ -155,7 +155,7 @@ async fn counters_move_by_what_was_pushed_and_pulled() {
 
 #[tokio::test]
 async fn readiness_follows_blob_storage_and_liveness_does_not() {
-    let node = TestNode::start();
+    let node = TestNode::start_single();
     let healthz = reqwest::get(format!("{}/healthz", node.debug_url()))
         .await
         .unwrap();
@@ -186,7 +186,7 @@ async fn readiness_follows_blob_storage_and_liveness_does_not() {
 
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
-    let node = TestNode::start();
+    let node = TestNode::start_single();
     let client = node.client();
     let first = header(&client.get("/v2/").await, "X-Request-Id").expect("a generated id");
     let second =

@@ -20,8 +20,21 @@ pub async fn get(
     digest: &Digest,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    let view = state.meta.read().await?;
-    let Some(blob) = view.blob_in_repo(name.as_str(), digest)? else {
+    // A blob's bytes never change, so one this node already has linked is
+    // served without asking the leader; only an absent one needs the check.
+    let local = state
+        .meta
+        .local_view()
+        .blob_in_repo(name.as_str(), digest)?;
+    let found = match local {
+        Some(blob) => Some(blob),
+        None => state
+            .meta
+            .read()
+            .await?
+            .blob_in_repo(name.as_str(), digest)?,
+    };
+    let Some(blob) = found else {
         return Err(ApiError::new(
             ErrorCode::BlobUnknown,
             format!("{digest} is not in {name}"),

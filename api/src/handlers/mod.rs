@@ -73,3 +73,11 @@ fn url_escape(s: &str) -> String {
 pub fn upload_range(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
 }
+
+/// Whether the request carries a body (a declared non-zero length, or chunks).
+pub fn has_body(req: &HttpRequest) -> bool {
+    match header(req, "Content-Length") {
+        Some(len) => len.trim() != "0",
+        None => header(req, "Transfer-Encoding").is_some_and(|te| te.contains("chunked")),
+    }
+}

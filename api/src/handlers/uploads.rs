@@ -1,14 +1,15 @@
 //! Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic,
 //! mount) and `GET`/`PATCH`/`PUT`/`DELETE` on a session.
 
-use super::{header, query, upload_range, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID};
+use super::{has_body, header, query, upload_range, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::forward::{forward, Forwarded};
 use crate::names::{parse_digest, RepoName};
 use crate::state::{now_ms, AppState};
 use crate::upload::{self, pump, Append, Cancel, Finish, Session, Status, UploadSession};
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
-use raft::{BlobSource, Command, Response};
+use raft::{BlobSource, Command, Response, UploadOwner};
 use storage::Digest;
 use uuid::Uuid;
 
@@ -37,10 +38,11 @@ pub async fn start(
         return Ok(blob_created(name, &digest));
     }
     let id = Uuid::new_v4();
-    let command = Command::CreateUpload {
+    let command = Command::OpenUpload {
         id: id.to_string(),
         repo: name.to_string(),
         at_ms: now_ms(),
+        owner: state.meta.node_id(),
     };
     state.meta.propose(command).await?;
     state
@@ -49,6 +51,7 @@ pub async fn start(
             id,
             repo: name.to_string(),
             fresh: true,
+            generation: 0,
         })
         .await?;
     Ok(upload_accepted(name, id, 0))
@@ -76,10 +79,29 @@ async fn mount_blob(
     Ok(state.meta.propose(command).await? == Response::Done)
 }
 
-/// The session of an upload that exists in metadata for `name`.
-async fn session(state: &AppState, name: &RepoName, id: Uuid) -> ApiResult<Addr<UploadSession>> {
+/// Where an upload's session is served.
+enum Owner {
+    /// This node serves it; the request's payload is untouched.
+    Here(Addr<UploadSession>, web::Payload),
+    /// Another node owned it and answered this.
+    Elsewhere(HttpResponse),
+}
+
+/// Finds the session of upload `id` of `name`: here when this node owns it
+/// (or was forwarded the request by a peer), else forwarded to its owner.
+/// An owner that accepts no connection (dead, or removed) loses the session
+/// to this node, which rebuilds it from the staged parts (everything
+/// acknowledged is there) and serves the request itself.
+async fn locate(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    name: &RepoName,
+    id: Uuid,
+) -> ApiResult<Owner> {
     let view = state.meta.read().await?;
-    match view.upload(&id.to_string())? {
+    let key = id.to_string();
+    match view.upload(&key)? {
         Some(record) if record.repo == name.as_str() => {}
         _ => {
             return Err(ApiError::new(
@@ -88,18 +110,90 @@ async fn session(state: &AppState, name: &RepoName, id: Uuid) -> ApiResult<Addr<
             ))
         }
     }
+    let me = state.meta.node_id();
+    let owner = view.upload_owner(&key)?;
+    let generation = match owner {
+        None => 0,
+        Some(owner) if owner.node == me => owner.generation,
+        Some(owner) if state.forwarded => {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("upload {id} moved to node {}; retry", owner.node),
+            ))
+        }
+        Some(owner) => {
+            let payload = match state.meta.member(owner.node) {
+                Some(node) => {
+                    match forward(state, req, payload, owner.node, &node.raft_addr).await? {
+                        Forwarded::Answered(response) => return Ok(Owner::Elsewhere(response)),
+                        Forwarded::Unreachable(payload) => payload,
+                    }
+                }
+                None => payload,
+            };
+            let generation = claim(state, &key, owner).await?;
+            let session = local_session(state, name, id, generation).await?;
+            return Ok(Owner::Here(session, payload));
+        }
+    };
+    let session = local_session(state, name, id, generation).await?;
+    Ok(Owner::Here(session, payload))
+}
+
+/// Takes upload `key` over from `owner`, which cannot be reached; answers
+/// the session's new generation.
+async fn claim(state: &AppState, key: &str, owner: UploadOwner) -> ApiResult<u64> {
+    let me = state.meta.node_id();
+    let command = Command::ClaimUpload {
+        id: key.to_owned(),
+        from: Some(owner.node),
+        to: me,
+    };
+    match state.meta.propose(command).await? {
+        Response::Done => {
+            tracing::warn!(upload = %key, from = owner.node, "took over an upload whose node is unreachable");
+            Ok(owner.generation + 1)
+        }
+        Response::UploadUnknown => Err(ApiError::new(
+            ErrorCode::BlobUploadUnknown,
+            format!("no upload {key}"),
+        )),
+        other => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("upload {key} changed owner meanwhile ({other:?}); retry"),
+        )),
+    }
+}
+
+async fn local_session(
+    state: &AppState,
+    name: &RepoName,
+    id: Uuid,
+    generation: u64,
+) -> ApiResult<Addr<UploadSession>> {
     Ok(state
         .uploads
         .send(Session {
             id,
             repo: name.to_string(),
             fresh: false,
+            generation,
         })
         .await?)
 }
 
-pub async fn status(state: &AppState, name: &RepoName, id: Uuid) -> ApiResult<HttpResponse> {
-    let offset = session(state, name, id).await?.send(Status).await??;
+pub async fn status(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    name: &RepoName,
+    id: Uuid,
+) -> ApiResult<HttpResponse> {
+    let addr = match locate(state, req, payload, name, id).await? {
+        Owner::Elsewhere(response) => return Ok(response),
+        Owner::Here(addr, _) => addr,
+    };
+    let offset = addr.send(Status).await??;
     let mut response = upload_accepted(name, id, offset);
     *response.status_mut() = actix_web::http::StatusCode::NO_CONTENT;
     Ok(response)
@@ -126,7 +220,10 @@ pub async fn patch(
             Some(start)
         }
     };
-    let addr = session(state, name, id).await?;
+    let (addr, payload) = match locate(state, req, payload, name, id).await? {
+        Owner::Elsewhere(response) => return Ok(response),
+        Owner::Here(addr, payload) => (addr, payload),
+    };
     let (forward, body) = pump(payload, state.metrics.received_bytes.clone());
     let (_, offset) = futures::join!(forward, addr.send(Append { start, body }));
     Ok(upload_accepted(name, id, offset??))
@@ -147,7 +244,10 @@ pub async fn finish(
         ));
     };
     let digest = parse_digest(raw)?;
-    let addr = session(state, name, id).await?;
+    let (addr, payload) = match locate(state, req, payload, name, id).await? {
+        Owner::Elsewhere(response) => return Ok(response),
+        Owner::Here(addr, payload) => (addr, payload),
+    };
     let size = if has_body(req) {
         let (forward, body) = pump(payload, state.metrics.received_bytes.clone());
         let message = Finish {
@@ -167,16 +267,19 @@ pub async fn finish(
     Ok(blob_created(name, &digest))
 }
 
-pub async fn cancel(state: &AppState, name: &RepoName, id: Uuid) -> ApiResult<HttpResponse> {
-    session(state, name, id).await?.send(Cancel).await??;
+pub async fn cancel(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    name: &RepoName,
+    id: Uuid,
+) -> ApiResult<HttpResponse> {
+    let addr = match locate(state, req, payload, name, id).await? {
+        Owner::Elsewhere(response) => return Ok(response),
+        Owner::Here(addr, _) => addr,
+    };
+    addr.send(Cancel).await??;
     Ok(HttpResponse::NoContent().finish())
-}
-
-fn has_body(req: &HttpRequest) -> bool {
-    match header(req, "Content-Length") {
-        Some(len) => len.trim() != "0",
-        None => header(req, "Transfer-Encoding").is_some_and(|te| te.contains("chunked")),
-    }
 }
 
 /// `Content-Range: <start>-<end>` (the spec's form; `bytes ` prefix tolerated).

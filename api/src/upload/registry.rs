@@ -9,7 +9,8 @@ use storage::Staging;
 use uuid::Uuid;
 
 pub struct UploadRegistry {
-    sessions: HashMap<Uuid, Addr<UploadSession>>,
+    /// Each session with the ownership generation it was built for.
+    sessions: HashMap<Uuid, (u64, Addr<UploadSession>)>,
     arbiters: Vec<Arbiter>,
     next: usize,
     staging: Staging,
@@ -67,10 +68,14 @@ impl Handler<Shutdown> for UploadRegistry {
 
 /// The session of an upload the caller has checked exists in metadata.
 /// `fresh` marks a session created just now, which has no staged bytes.
+/// `generation` is the upload's ownership generation: a session cached for
+/// an older one (this node owned the upload, lost it, and owns it again)
+/// may have missed chunks appended elsewhere, so it is rebuilt.
 pub struct Session {
     pub id: Uuid,
     pub repo: String,
     pub fresh: bool,
+    pub generation: u64,
 }
 
 impl Message for Session {
@@ -81,12 +86,13 @@ impl Handler<Session> for UploadRegistry {
     type Result = MessageResult<Session>;
 
     fn handle(&mut self, msg: Session, _: &mut Context<Self>) -> Self::Result {
-        if let Some(addr) = self.sessions.get(&msg.id) {
-            if addr.connected() {
+        if let Some((generation, addr)) = self.sessions.get(&msg.id) {
+            if addr.connected() && *generation == msg.generation {
                 return MessageResult(addr.clone());
             }
         }
-        self.sessions.retain(|_, addr| addr.connected());
+        self.sessions.remove(&msg.id);
+        self.sessions.retain(|_, (_, addr)| addr.connected());
         // After Shutdown no arbiter is left; the session then runs here.
         let Some(arbiter) = self.arbiters.get(self.next % self.arbiters.len().max(1)) else {
             let (staging, meta, in_flight) = (
@@ -94,7 +100,9 @@ impl Handler<Session> for UploadRegistry {
                 self.meta.clone(),
                 self.in_flight.clone(),
             );
-            let Session { id, repo, fresh } = msg;
+            let Session {
+                id, repo, fresh, ..
+            } = msg;
             return MessageResult(
                 UploadSession::new(id, repo, staging, meta, fresh, in_flight).start(),
             );
@@ -105,11 +113,16 @@ impl Handler<Session> for UploadRegistry {
             self.meta.clone(),
             self.in_flight.clone(),
         );
-        let Session { id, repo, fresh } = msg;
+        let Session {
+            id,
+            repo,
+            fresh,
+            generation,
+        } = msg;
         let addr = UploadSession::start_in_arbiter(&arbiter.handle(), move |_| {
             UploadSession::new(id, repo, staging, meta, fresh, in_flight)
         });
-        self.sessions.insert(id, addr.clone());
+        self.sessions.insert(id, (generation, addr.clone()));
         MessageResult(addr)
     }
 }

@@ -9,6 +9,11 @@
 //! t/<repo>\0<tag>                       digest the tag points at
 //! f/<repo>\0<subject>\0<referrer>       referrer manifest of subject
 //! u/<upload id>                         UploadRecord
+//! o/<upload id>                         UploadOwner
+//! c/cluster                             the cluster id
+//! n/<node id, 8 bytes BE>               member that has joined with its own data
+//! q/<request id, 16 bytes BE>           (log index, Response) of an applied `Once`
+//! Q/<log index, 8 bytes BE>             request id applied at that index (for pruning)
 //! _/last_applied, _/membership          state machine bookkeeping (not in snapshots)
 //! ```
 
@@ -21,6 +26,11 @@ pub const MANIFEST: &[u8] = b"m/";
 pub const TAG: &[u8] = b"t/";
 pub const REFERRER: &[u8] = b"f/";
 pub const UPLOAD: &[u8] = b"u/";
+pub const UPLOAD_OWNER: &[u8] = b"o/";
+pub const CLUSTER_ID: &[u8] = b"c/cluster";
+pub const MEMBER: &[u8] = b"n/";
+pub const REQUEST: &[u8] = b"q/";
+pub const REQUEST_BY_INDEX: &[u8] = b"Q/";
 pub const BOOKKEEPING: &[u8] = b"_/";
 pub const LAST_APPLIED: &[u8] = b"_/last_applied";
 pub const MEMBERSHIP: &[u8] = b"_/membership";
@@ -89,4 +99,20 @@ pub fn upload(id: &str) -> Vec<u8> {
 /// The last `\0`-separated component of a key.
 pub fn last_component(key: &[u8]) -> &[u8] {
     key.rsplit(|b| *b == SEP).next().unwrap_or(key)
+}
+
+pub fn upload_owner(id: &str) -> Vec<u8> {
+    join(UPLOAD_OWNER, &[id.as_bytes()])
+}
+
+pub fn member(node: u64) -> Vec<u8> {
+    join(MEMBER, &[&node.to_be_bytes()])
+}
+
+pub fn request(id: u128) -> Vec<u8> {
+    join(REQUEST, &[&id.to_be_bytes()])
+}
+
+pub fn request_by_index(index: u64) -> Vec<u8> {
+    join(REQUEST_BY_INDEX, &[&index.to_be_bytes()])
 }

@@ -11,11 +11,30 @@ mod view;
 pub use view::{BlobRecord, Referrer, StateView};
 
 use crate::codec::{encode, CodecError};
-use crate::command::{BlobSource, Command, Response};
+use crate::command::{BlobSource, Command, Response, UploadOwner};
 
-/// Computes the effect of `command` on `view` as a batch, and the response.
-pub fn apply(view: &StateView, command: &Command) -> Result<(sled::Batch, Response), ApplyError> {
+/// How many log entries a request id is remembered for: a retried proposal
+/// arrives within seconds, this is hours of writes.
+pub const DEDUP_WINDOW: u64 = 100_000;
+
+/// Computes the effect of `command`, the entry at log `index`, on `view` as a
+/// batch, and the response.
+pub fn apply(
+    view: &StateView,
+    index: u64,
+    command: &Command,
+) -> Result<(sled::Batch, Response), ApplyError> {
     let mut batch = sled::Batch::default();
+    let response = apply_into(view, index, command, &mut batch)?;
+    Ok((batch, response))
+}
+
+fn apply_into(
+    view: &StateView,
+    index: u64,
+    command: &Command,
+    batch: &mut sled::Batch,
+) -> Result<Response, ApplyError> {
     let response = match command {
         Command::CreateUpload { id, repo, at_ms } => {
             let record = crate::UploadRecord {
@@ -30,6 +49,7 @@ pub fn apply(view: &StateView, command: &Command) -> Result<(sled::Batch, Respon
                 Response::UploadUnknown
             } else {
                 batch.remove(keys::upload(id));
+                batch.remove(keys::upload_owner(id));
                 Response::Done
             }
         }
@@ -45,6 +65,7 @@ pub fn apply(view: &StateView, command: &Command) -> Result<(sled::Batch, Respon
                     let open = view.upload(id)?.is_some_and(|u| &u.repo == repo);
                     if open {
                         batch.remove(keys::upload(id));
+                        batch.remove(keys::upload_owner(id));
                         Ok(())
                     } else {
                         Err(Response::UploadUnknown)
@@ -142,8 +163,83 @@ pub fn apply(view: &StateView, command: &Command) -> Result<(sled::Batch, Respon
                 Response::Done
             }
         }
+        Command::Once {
+            request_id,
+            command,
+        } => {
+            if let Some((_, earlier)) = view.request(*request_id)? {
+                return Ok(earlier);
+            }
+            let response = apply_into(view, index, command, batch)?;
+            batch.insert(keys::request(*request_id), encode(&(index, &response))?);
+            batch.insert(
+                keys::request_by_index(index),
+                request_id.to_be_bytes().to_vec(),
+            );
+            if let Some(expired) = index.checked_sub(DEDUP_WINDOW) {
+                for (old_index, old_id) in view.requests_up_to(expired)? {
+                    batch.remove(keys::request_by_index(old_index));
+                    batch.remove(keys::request(old_id));
+                }
+            }
+            response
+        }
+        Command::SetClusterId { id } => {
+            if view.cluster_id()?.is_none() {
+                batch.insert(keys::CLUSTER_ID, id.as_bytes());
+            }
+            Response::Done
+        }
+        Command::MemberJoined { node } => {
+            batch.insert(keys::member(*node), Vec::<u8>::new());
+            Response::Done
+        }
+        Command::MemberRemoved { node } => {
+            batch.remove(keys::member(*node));
+            Response::Done
+        }
+        Command::OpenUpload {
+            id,
+            repo,
+            at_ms,
+            owner,
+        } => {
+            let record = crate::UploadRecord {
+                repo: repo.clone(),
+                started_at_ms: *at_ms,
+            };
+            batch.insert(keys::upload(id), encode(&record)?);
+            let owner = UploadOwner {
+                node: *owner,
+                generation: 0,
+            };
+            batch.insert(keys::upload_owner(id), encode(&owner)?);
+            Response::Done
+        }
+        Command::ClaimUpload { id, from, to } => {
+            if view.upload(id)?.is_none() {
+                Response::UploadUnknown
+            } else {
+                let current = view.upload_owner(id)?;
+                match current {
+                    Some(owner) if owner.node == *to => Response::Done,
+                    Some(owner) if Some(owner.node) != *from => {
+                        Response::UploadOwnedElsewhere(owner)
+                    }
+                    _ => {
+                        let generation = current.map_or(0, |o| o.generation) + 1;
+                        let claimed = UploadOwner {
+                            node: *to,
+                            generation,
+                        };
+                        batch.insert(keys::upload_owner(id), encode(&claimed)?);
+                        Response::Done
+                    }
+                }
+            }
+        }
     };
-    Ok((batch, response))
+    Ok(response)
 }
 
 /// Applying failed for a reason outside the command: the store is broken.
@@ -168,7 +264,7 @@ mod tests {
     }
 
     fn run(view: &StateView, command: Command) -> Response {
-        let (batch, response) = apply(view, &command).unwrap();
+        let (batch, response) = apply(view, 1, &command).unwrap();
         view.tree().apply_batch(batch).unwrap();
         response
     }
@@ -316,6 +412,91 @@ mod tests {
             Response::Done
         );
         assert!(v.referrers("r", &d("m")).unwrap().is_empty());
+    }
+
+    fn run_at(view: &StateView, index: u64, command: Command) -> Response {
+        let (batch, response) = apply(view, index, &command).unwrap();
+        view.tree().apply_batch(batch).unwrap();
+        response
+    }
+
+    #[test]
+    fn a_retried_request_applies_once_and_answers_as_the_first_did() {
+        let (_dir, v) = view();
+        let delete = |id| Command::Once {
+            request_id: id,
+            command: Box::new(Command::DeleteTag {
+                repo: "r".into(),
+                tag: "v1".into(),
+            }),
+        };
+        run(&v, commit("r", "cfg", BlobSource::Direct));
+        run(
+            &v,
+            Command::PutManifest {
+                repo: "r".into(),
+                digest: d("m"),
+                tag: Some("v1".into()),
+                manifest: manifest(&["cfg"], None),
+            },
+        );
+        assert_eq!(run_at(&v, 10, delete(7)), Response::Done);
+        // The retry finds the tag gone, but answers what the first attempt did.
+        assert_eq!(run_at(&v, 11, delete(7)), Response::Done);
+        assert_eq!(run_at(&v, 12, delete(8)), Response::ManifestUnknown);
+        assert!(v.request(7).unwrap().is_some());
+        // Past the window, request ids are forgotten.
+        run_at(&v, 12 + DEDUP_WINDOW, delete(9));
+        assert!(v.request(7).unwrap().is_none());
+        assert!(v.request(9).unwrap().is_some());
+    }
+
+    #[test]
+    fn an_upload_moves_only_from_the_owner_a_claim_names() {
+        let (_dir, v) = view();
+        let open = Command::OpenUpload {
+            id: "u".into(),
+            repo: "r".into(),
+            at_ms: 1,
+            owner: 1,
+        };
+        run(&v, open);
+        let claim = |from, to| Command::ClaimUpload {
+            id: "u".into(),
+            from: Some(from),
+            to,
+        };
+        assert_eq!(run(&v, claim(1, 2)), Response::Done);
+        let owner = v.upload_owner("u").unwrap().unwrap();
+        assert_eq!((owner.node, owner.generation), (2, 1));
+        // A second claimant that still thinks node 1 owns it loses.
+        assert_eq!(run(&v, claim(1, 3)), Response::UploadOwnedElsewhere(owner));
+        assert_eq!(
+            run(&v, claim(2, 2)),
+            Response::Done,
+            "claiming what one owns is a no-op"
+        );
+        assert_eq!(run(&v, claim(2, 1)), Response::Done);
+        assert_eq!(v.upload_owner("u").unwrap().unwrap().generation, 2);
+        run(&v, commit("r", "x", BlobSource::Upload("u".into())));
+        assert!(
+            v.upload_owner("u").unwrap().is_none(),
+            "a commit closes the session"
+        );
+        assert_eq!(run(&v, claim(1, 2)), Response::UploadUnknown);
+    }
+
+    #[test]
+    fn the_first_cluster_name_stays_and_members_are_recorded() {
+        let (_dir, v) = view();
+        run(&v, Command::SetClusterId { id: "a".into() });
+        run(&v, Command::SetClusterId { id: "b".into() });
+        assert_eq!(v.cluster_id().unwrap().as_deref(), Some("a"));
+        run(&v, Command::MemberJoined { node: 3 });
+        run(&v, Command::MemberJoined { node: 1 });
+        assert_eq!(v.joined_members().unwrap(), vec![1, 3]);
+        run(&v, Command::MemberRemoved { node: 3 });
+        assert!(!v.member_joined(3).unwrap());
     }
 
     #[test]

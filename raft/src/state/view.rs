@@ -3,7 +3,7 @@
 use super::keys;
 use super::ApplyError;
 use crate::codec::decode;
-use crate::command::{ManifestRecord, UploadRecord};
+use crate::command::{ManifestRecord, Response, UploadOwner, UploadRecord};
 use std::ops::Bound;
 use storage::Digest;
 
@@ -155,6 +155,63 @@ impl StateView {
 
     /// Every entry of the state except bookkeeping, in key order: what a
     /// snapshot holds.
+    /// Which node serves upload `id`'s session (none for uploads opened
+    /// before sessions had owners: any node may claim those).
+    pub fn upload_owner(&self, id: &str) -> Result<Option<UploadOwner>> {
+        self.get(&keys::upload_owner(id))
+    }
+
+    /// The cluster's id, once the first leader has named it.
+    pub fn cluster_id(&self) -> Result<Option<String>> {
+        Ok(self
+            .tree
+            .get(keys::CLUSTER_ID)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Whether `node` has joined with its own copy of the data.
+    pub fn member_joined(&self, node: u64) -> Result<bool> {
+        Ok(self.tree.contains_key(keys::member(node))?)
+    }
+
+    /// The members recorded as joined.
+    pub fn joined_members(&self) -> Result<Vec<u64>> {
+        self.tree
+            .scan_prefix(keys::MEMBER)
+            .keys()
+            .map(|key| {
+                let key = key?;
+                let raw: [u8; 8] = key[keys::MEMBER.len()..]
+                    .try_into()
+                    .map_err(|_| crate::codec::CodecError::Corrupt("member key"))?;
+                Ok(u64::from_be_bytes(raw))
+            })
+            .collect()
+    }
+
+    /// The log index and answer of an applied request, while remembered.
+    pub(crate) fn request(&self, id: u128) -> Result<Option<(u64, Response)>> {
+        self.get(&keys::request(id))
+    }
+
+    /// Remembered requests applied at or before log `index`, oldest first.
+    pub(crate) fn requests_up_to(&self, index: u64) -> Result<Vec<(u64, u128)>> {
+        let end = keys::request_by_index(index);
+        self.tree
+            .range(keys::REQUEST_BY_INDEX.to_vec()..=end)
+            .map(|item| {
+                let (key, value) = item?;
+                let at: [u8; 8] = key[keys::REQUEST_BY_INDEX.len()..]
+                    .try_into()
+                    .map_err(|_| crate::codec::CodecError::Corrupt("request index key"))?;
+                let id: [u8; 16] = value[..]
+                    .try_into()
+                    .map_err(|_| crate::codec::CodecError::Corrupt("request id"))?;
+                Ok((u64::from_be_bytes(at), u128::from_be_bytes(id)))
+            })
+            .collect()
+    }
+
     pub(crate) fn records(&self) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
         self.tree
             .iter()

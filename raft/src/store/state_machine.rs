@@ -107,9 +107,8 @@ impl StateMachine {
     fn apply_entry(&self, entry: &Entry) -> Result<Response, StorageError> {
         let (mut batch, response) = match &entry.payload {
             EntryPayload::Blank => (sled::Batch::default(), Response::Done),
-            EntryPayload::Normal(command) => {
-                state::apply(&self.view, command).map_err(|e| Self::write_error(&e))?
-            }
+            EntryPayload::Normal(command) => state::apply(&self.view, entry.log_id.index, command)
+                .map_err(|e| Self::write_error(&e))?,
             EntryPayload::Membership(membership) => {
                 let mut batch = sled::Batch::default();
                 let stored = StoredMembership::new(Some(entry.log_id), membership.clone());

@@ -1,0 +1,111 @@
+//! `registry cluster …`: the operator's commands, spoken to a running
+//! node's debug listener.
+
+use crate::cli::{ClusterCommand, Target};
+use raft::ClusterStatus;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Runs `command` and answers what to print.
+pub async fn run(command: ClusterCommand, env: &HashMap<String, String>) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    match command {
+        ClusterCommand::Status { target, json } => {
+            let base = debug_url(&target, env)?;
+            let answer = client
+                .get(format!("{base}/cluster/status"))
+                .send()
+                .await
+                .map_err(|e| format!("ask {base}: {e}"))?;
+            if !answer.status().is_success() {
+                return Err(format!("{base} answered {}", answer.status()));
+            }
+            let status: ClusterStatus = answer
+                .json()
+                .await
+                .map_err(|e| format!("{base} answered no status: {e}"))?;
+            if json {
+                serde_json::to_string_pretty(&status)
+                    .map(|s| s + "\n")
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(render(&status))
+            }
+        }
+        ClusterCommand::Remove { id, target } => {
+            let base = debug_url(&target, env)?;
+            let answer = client
+                .post(format!("{base}/cluster/remove/{id}"))
+                .send()
+                .await
+                .map_err(|e| format!("ask {base}: {e}"))?;
+            let ok = answer.status().is_success();
+            let text = answer.text().await.unwrap_or_default();
+            if ok {
+                Ok(text)
+            } else {
+                Err(text.trim().to_owned())
+            }
+        }
+    }
+}
+
+/// The debug listener to talk to: `--addr`, else the config's
+/// `http.debug.addr` (an unspecified host means this machine).
+fn debug_url(target: &Target, env: &HashMap<String, String>) -> Result<String, String> {
+    if let Some(addr) = &target.addr {
+        return Ok(format!("http://{addr}"));
+    }
+    let config = crate::load(target.config.as_deref(), env).map_err(|e| e.to_string())?;
+    let mut addr = config
+        .debug_listen
+        .ok_or("the config disables the debug listener (http.debug.addr); pass --addr")?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(format!("http://{addr}"))
+}
+
+fn render(status: &ClusterStatus) -> String {
+    let mut out = String::new();
+    let dash = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let _ = writeln!(
+        out,
+        "cluster {}  leader {}  term {}  (asked node {}: last log {}, applied {})",
+        status.cluster_id.as_deref().unwrap_or("(unnamed)"),
+        dash(status.leader),
+        status.term,
+        status.node_id,
+        dash(status.last_log_index),
+        dash(status.applied_index),
+    );
+    let _ = writeln!(
+        out,
+        "{:<6} {:<8} {:<24} {:<24} {:>9} {:>6}  REACHABLE",
+        "ID", "ROLE", "INTERNAL", "API", "APPLIED", "LAG"
+    );
+    for m in &status.members {
+        let reach = match (&m.error, m.reachable) {
+            (_, true) => "yes".to_owned(),
+            (Some(e), false) => format!("no ({e})"),
+            (None, false) => "no".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<6} {:<8} {:<24} {:<24} {:>9} {:>6}  {}",
+            m.id,
+            m.role,
+            m.raft_addr,
+            m.api_addr,
+            dash(m.applied_index),
+            dash(m.lag),
+            reach
+        );
+    }
+    out
+}

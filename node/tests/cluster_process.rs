@@ -1,0 +1,407 @@
+//! A 3-node cluster of `registry` processes on loopback: `kill -9` of the
+//! leader during pushes spread over every node, three times over; then the
+//! operator's `registry cluster status`, and a node whose metadata was
+//! wiped refusing to start.
+#![allow(clippy::unwrap_used)]
+
+use reqwest::StatusCode;
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "process-cluster-secret";
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Member {
+    id: u64,
+    api: u16,
+    debug: u16,
+    internal: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+struct Cluster {
+    members: Vec<Member>,
+    blobs: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: u64) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let blobs = root.path().join("blobs");
+        let mut members: Vec<Member> = (1..=n)
+            .map(|id| Member {
+                id,
+                api: free_port(),
+                debug: free_port(),
+                internal: free_port(),
+                dir: root.path().join(format!("node{id}")),
+                child: None,
+            })
+            .collect();
+        let peers = Self::peers(&members);
+        for member in &mut members {
+            std::fs::create_dir_all(&member.dir).unwrap();
+            member.child = Some(spawn(member, &blobs, &peers));
+        }
+        Cluster {
+            members,
+            blobs,
+            _root: root,
+        }
+    }
+
+    fn peers(members: &[Member]) -> String {
+        members
+            .iter()
+            .map(|m| format!("{}=127.0.0.1:{}", m.id, m.internal))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].api)
+    }
+
+    fn debug(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].debug)
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        let peers = Self::peers(&self.members);
+        let child = spawn(&self.members[i], &self.blobs, &peers);
+        self.members[i].child = Some(child);
+    }
+
+    async fn wait_ready(&self, i: usize) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{}/readyz", self.debug(i))).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} never became ready",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The index of the leader that a running node names.
+    async fn leader(&self) -> usize {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (i, member) in self.members.iter().enumerate() {
+                if member.child.is_none() {
+                    continue;
+                }
+                let Ok(answer) = client
+                    .get(format!("{}/cluster/status", self.debug(i)))
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(status) = answer.json::<serde_json::Value>().await else {
+                    continue;
+                };
+                if let Some(leader) = status["leader"].as_u64() {
+                    let index = leader as usize - 1;
+                    if self.members[index].child.is_some() {
+                        return index;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn command(member: &Member, blobs: &Path, peers: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_registry"));
+    command
+        .arg("serve")
+        .current_dir(&member.dir)
+        .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{}", member.api))
+        .env(
+            "REGISTRY_HTTP_DEBUG_ADDR",
+            format!("127.0.0.1:{}", member.debug),
+        )
+        .env("REGISTRY_METADATA_DIR", member.dir.join("meta"))
+        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", blobs)
+        .env("REGISTRY_CLUSTER_NODEID", member.id.to_string())
+        .env(
+            "REGISTRY_CLUSTER_ADDR",
+            format!("127.0.0.1:{}", member.internal),
+        )
+        .env("REGISTRY_CLUSTER_PEERS", peers)
+        .env("REGISTRY_CLUSTER_SECRET", SECRET)
+        .env("REGISTRY_LOG_LEVEL", "warn");
+    command
+}
+
+fn spawn(member: &Member, blobs: &Path, peers: &str) -> Child {
+    command(member, blobs, peers)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start registry")
+}
+
+/// What a pusher saw acknowledged: tag → (manifest bytes, blob digests).
+type Acknowledged = Arc<Mutex<Vec<(String, Vec<u8>, Vec<(String, Vec<u8>)>)>>>;
+
+/// Pushes images until `stop`, each through the next node in turn, and
+/// records the ones answered 201 and when.
+async fn pusher(
+    bases: Vec<String>,
+    worker: usize,
+    acknowledged: Acknowledged,
+    successes: Arc<Mutex<Vec<Instant>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let base = &bases[(worker + n) % bases.len()];
+        let tag = format!("w{worker}-{n}");
+        let config = format!("{{\"tag\":\"{tag}\"}}").into_bytes();
+        let layer: Vec<u8> = format!("layer {tag} ").repeat(2000).into_bytes();
+        let mut ok = true;
+        for blob in [&config, &layer] {
+            let pushed = client
+                .post(format!(
+                    "{base}/v2/crash/app/blobs/uploads/?digest={}",
+                    sha256(blob)
+                ))
+                .body(blob.clone())
+                .send()
+                .await;
+            ok &= pushed.is_ok_and(|r| r.status() == StatusCode::CREATED);
+        }
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&layer), "size": layer.len()}],
+        }))
+        .unwrap();
+        let put = client
+            .put(format!("{base}/v2/crash/app/manifests/{tag}"))
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .await;
+        if put.is_ok_and(|r| r.status() == StatusCode::CREATED) {
+            successes.lock().unwrap().push(Instant::now());
+            acknowledged.lock().unwrap().push((
+                tag,
+                manifest,
+                vec![(sha256(&config), config), (sha256(&layer), layer)],
+            ));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_leader_during_pushes_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(3);
+    for i in 0..3 {
+        cluster.wait_ready(i).await;
+    }
+    let bases: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let acknowledged: Acknowledged = Arc::default();
+    let successes: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushers: Vec<_> = (0..3)
+        .map(|w| {
+            tokio::spawn(pusher(
+                bases.clone(),
+                w,
+                acknowledged.clone(),
+                successes.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let mut failovers = Vec::new();
+    for cycle in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let leader = cluster.leader().await;
+        let killed_at = Instant::now();
+        cluster.kill(leader);
+        let deadline = killed_at + Duration::from_secs(30);
+        let resumed = loop {
+            let next = successes
+                .lock()
+                .unwrap()
+                .iter()
+                .copied()
+                .find(|t| *t > killed_at + Duration::from_millis(1));
+            if let Some(t) = next {
+                break t - killed_at;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pushes never resumed after cycle {cycle}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        eprintln!(
+            "cycle {cycle}: killed leader node {}, next acknowledged push after {resumed:?}",
+            leader + 1
+        );
+        failovers.push(resumed);
+        cluster.restart(leader);
+        cluster.wait_ready(leader).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for p in pushers {
+        p.await.unwrap();
+    }
+    eprintln!("failover times: {failovers:?}");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 30,
+        "only {} pushes acknowledged",
+        acknowledged.len()
+    );
+
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        for (tag, manifest, blobs) in &acknowledged {
+            let got = client
+                .get(format!("{}/v2/crash/app/manifests/{tag}", cluster.url(i)))
+                .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(got.status(), StatusCode::OK, "node {} lost {tag}", i + 1);
+            assert_eq!(&got.bytes().await.unwrap()[..], &manifest[..], "{tag}");
+            for (digest, bytes) in blobs {
+                let got = client
+                    .get(format!("{}/v2/crash/app/blobs/{digest}", cluster.url(i)))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(got.status(), StatusCode::OK, "node {} lost {digest}", i + 1);
+                let body = got.bytes().await.unwrap();
+                assert_eq!(sha256(&body), *digest);
+                assert_eq!(&body[..], &bytes[..]);
+            }
+        }
+    }
+
+    // The operator's view, through the binary.
+    let out = Command::new(env!("CARGO_BIN_EXE_registry"))
+        .args(["cluster", "status", "--addr"])
+        .arg(format!("127.0.0.1:{}", cluster.members[0].debug))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("leader"), "{text}");
+    assert_eq!(
+        text.matches("yes").count(),
+        3,
+        "every member reachable:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_wiped_metadata_refuses_to_start_and_says_what_to_do() {
+    let mut cluster = Cluster::start(3);
+    for i in 0..3 {
+        cluster.wait_ready(i).await;
+    }
+    let victim = (cluster.leader().await + 1) % 3;
+    let client = reqwest::Client::new();
+    let joined = async {
+        loop {
+            let status: serde_json::Value = client
+                .get(format!("{}/cluster/status", cluster.debug(victim)))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if status["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["joined"] == true)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), joined)
+        .await
+        .expect("every member records that it joined");
+    cluster.kill(victim);
+    std::fs::remove_dir_all(cluster.members[victim].dir.join("meta")).unwrap();
+    let peers = Cluster::peers(&cluster.members);
+    let out = tokio::task::spawn_blocking({
+        let mut command = command(&cluster.members[victim], &cluster.blobs, &peers);
+        move || command.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("registry cluster remove"), "{stderr}");
+}
