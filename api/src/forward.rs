@@ -51,6 +51,9 @@ pub async fn forward(
     addr: &str,
 ) -> ApiResult<Forwarded> {
     let peers = state.meta.peers();
+    if peers.link_cut(target) {
+        return Ok(Forwarded::Unreachable(payload));
+    }
     let path = req
         .uri()
         .path_and_query()

@@ -35,6 +35,8 @@ pub struct RaftConfig {
     pub write_timeout: Duration,
     /// How long a linearizable read may wait for the leader's read index.
     pub read_timeout: Duration,
+    /// Links to peers that tests cut; empty in production.
+    pub links: crate::rpc::LinkFaults,
 }
 
 impl RaftConfig {
@@ -50,6 +52,7 @@ impl RaftConfig {
             secret: None,
             write_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(5),
+            links: crate::rpc::LinkFaults::default(),
         }
     }
 

@@ -92,8 +92,13 @@ impl MetaStore {
             .map_err(|e| MetaError::Fatal(format!("open {}: {e}", config.data_dir.display())))?;
         let sm = sm.with_metrics(metrics.clone());
         let view = sm.view();
-        let peers = PeerClient::new(config.secret.clone(), rpc_metrics)
-            .map_err(|e| MetaError::Fatal(format!("peer client: {e}")))?;
+        let peers = PeerClient::new(
+            config.node_id,
+            config.secret.clone(),
+            config.links.clone(),
+            rpc_metrics,
+        )
+        .map_err(|e| MetaError::Fatal(format!("peer client: {e}")))?;
         if let Some(identity) = &identity {
             peers.set_cluster_id(&identity.cluster_id);
         }
@@ -158,6 +163,7 @@ impl MetaStore {
             .map_err(|e| MetaError::Fatal(e.to_string()))?;
         store.accept_raft(initialized);
         store.spawn_metrics_observer();
+        store.spawn_quorum_watch();
         Ok(store)
     }
 

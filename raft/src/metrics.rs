@@ -26,6 +26,9 @@ pub struct RaftMetrics {
     pub learners: IntGauge,
     /// On the leader: how many entries each peer's log is behind its own.
     pub replication_lag: IntGaugeVec,
+    /// 1 while this node reaches a majority of the voters (and so may stand
+    /// for election), 0 while it is cut off.
+    pub quorum_reachable: IntGauge,
 }
 
 impl RaftMetrics {
@@ -91,6 +94,10 @@ impl RaftMetrics {
             read_index_duration,
             replication_lag,
             voters: gauge("registry_raft_voters", "Voting members of the cluster")?,
+            quorum_reachable: gauge(
+                "registry_raft_quorum_reachable",
+                "1 while this node reaches a majority of the voters, 0 while cut off",
+            )?,
             learners: gauge(
                 "registry_raft_learners",
                 "Non-voting members (catching up before promotion)",

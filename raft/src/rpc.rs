@@ -127,10 +127,65 @@ impl RpcMetrics {
     }
 }
 
+/// Links between nodes that tests cut, to partition a cluster in one
+/// process. A cut `(from, to)` makes every call from `from` to `to` fail as
+/// if `to` accepted no connection; answers to calls the other way still
+/// arrive, so one-way partitions are expressible. Empty in production.
+#[derive(Debug, Clone, Default)]
+pub struct LinkFaults {
+    cut: Arc<RwLock<std::collections::BTreeSet<(NodeId, NodeId)>>>,
+}
+
+impl PartialEq for LinkFaults {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.cut, &other.cut)
+    }
+}
+
+impl Eq for LinkFaults {}
+
+impl LinkFaults {
+    fn write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, std::collections::BTreeSet<(NodeId, NodeId)>> {
+        self.cut
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Calls from `from` to `to` fail.
+    pub fn cut(&self, from: NodeId, to: NodeId) {
+        self.write().insert((from, to));
+    }
+
+    /// `node` and the others cannot call each other.
+    pub fn isolate(&self, node: NodeId, others: impl IntoIterator<Item = NodeId>) {
+        let mut cut = self.write();
+        for other in others {
+            cut.insert((node, other));
+            cut.insert((other, node));
+        }
+    }
+
+    pub fn heal(&self) {
+        self.write().clear();
+    }
+
+    pub fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
+        self.cut
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&(from, to))
+    }
+}
+
 /// The pooled client for every call to a peer. Cheap to clone.
 #[derive(Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
+    /// This node, the caller of every call.
+    me: NodeId,
+    links: LinkFaults,
     secret: Option<Arc<str>>,
     /// This node's cluster id once known, sent so a peer of another cluster refuses.
     cluster_id: Arc<RwLock<Option<String>>>,
@@ -144,7 +199,12 @@ impl std::fmt::Debug for PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(secret: Option<String>, metrics: RpcMetrics) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        me: NodeId,
+        secret: Option<String>,
+        links: LinkFaults,
+        metrics: RpcMetrics,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_millis(500))
@@ -153,6 +213,8 @@ impl PeerClient {
             .build()?;
         Ok(PeerClient {
             http,
+            me,
+            links,
             secret: secret.map(Arc::from),
             cluster_id: Arc::default(),
             metrics,
@@ -163,6 +225,11 @@ impl PeerClient {
     /// uploads); pair it with [`PeerClient::headers`].
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// Whether a test cut the link from this node to `target`.
+    pub fn link_cut(&self, target: NodeId) -> bool {
+        self.links.is_cut(self.me, target)
     }
 
     /// The headers that make a request to `target` acceptable to it.
@@ -242,6 +309,11 @@ impl PeerClient {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
+        if self.link_cut(target) {
+            return Err(CallError::Connect(format!(
+                "the link to node {target} is cut"
+            )));
+        }
         let body = encode(request).map_err(|e| CallError::Transport(e.to_string()))?;
         let sent = self
             .http

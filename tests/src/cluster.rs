@@ -31,6 +31,8 @@ pub struct TestCluster {
     pub s3: Option<s3::S3Server>,
     /// Makes every node's blob store fail while set.
     pub faults: FaultSwitch,
+    /// Cuts links between nodes (ids, not indexes) to partition the cluster.
+    pub links: raft::LinkFaults,
     balancer: Option<Balancer>,
     dir: tempfile::TempDir,
 }
@@ -70,6 +72,7 @@ impl TestCluster {
             })
             .collect();
         let faults = FaultSwitch::default();
+        let links = raft::LinkFaults::default();
         let mut members = Vec::new();
         for (i, (api, debug, internal)) in listeners.drain(..).enumerate() {
             let mut config = NodeConfig::single_node(&dir.path().join(format!("node{}", i + 1)));
@@ -83,6 +86,7 @@ impl TestCluster {
                 config.raft.peers = peers.clone();
                 config.raft.advertise = Some(addr.to_string());
                 config.raft.secret = Some(SECRET.to_owned());
+                config.raft.links = links.clone();
             }
             adjust(&mut config);
             let member = Member {
@@ -99,6 +103,7 @@ impl TestCluster {
             members,
             s3,
             faults,
+            links,
             balancer,
             dir,
         }

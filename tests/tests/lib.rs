@@ -15,6 +15,7 @@ mod oci_management;
 mod oci_pull;
 mod oci_push;
 mod oras;
+mod partitions;
 mod podman;
 mod purge;
 mod referrers;
