@@ -92,20 +92,9 @@ impl Node {
             threads,
             api_metrics.uploads_in_flight.clone(),
         ));
-        let purger = if config.purge.enabled {
-            let metrics = PurgeMetrics::new(&registry)?;
-            Some(tokio::spawn(crate::purge::run_forever(
-                meta.clone(),
-                staging.clone(),
-                config.purge.clone(),
-                metrics,
-            )))
-        } else {
-            None
-        };
         let state = AppState {
             meta: meta.clone(),
-            staging,
+            staging: staging.clone(),
             uploads: uploads.clone(),
             config: Arc::new(config.api.clone()),
             metrics: api_metrics,
@@ -135,6 +124,18 @@ impl Node {
                 tokio::spawn(async move { crate::cluster::ensure_named(&meta, &*blobs).await });
                 Ok(())
             }))
+        };
+        // Started once a single node leads, so its first pass runs at once.
+        let purger = if config.purge.enabled {
+            let metrics = PurgeMetrics::new(&registry)?;
+            Some(tokio::spawn(crate::purge::run_forever(
+                meta.clone(),
+                staging.clone(),
+                config.purge.clone(),
+                metrics,
+            )))
+        } else {
+            None
         };
         let mut server = HttpServer::new(move || {
             let state = state.clone();

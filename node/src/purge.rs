@@ -117,6 +117,12 @@ pub async fn run_forever(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        // Every node runs this loop; only the leader purges, so a cluster
+        // cancels each stale upload once.
+        if meta.leader().is_none_or(|(id, _)| id != meta.node_id()) {
+            tracing::debug!("upload purge: not the leader, skipping this pass");
+            continue;
+        }
         let started = std::time::Instant::now();
         let report = run_once(&meta, &staging, &config, api::state::now_ms()).await;
         let took = started.elapsed();

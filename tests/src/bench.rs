@@ -460,7 +460,39 @@ impl Bench {
             sizes.manifest_gets as f64,
             elapsed,
         );
-        vec![push, get]
+        let digests: Vec<String> = (0..images as u64)
+            .map(|seed| sha256(image(seed).1.as_bytes()))
+            .collect();
+        let (http, url, prefix) = (self.http.clone(), self.url.clone(), self.prefix.clone());
+        let digests = std::sync::Arc::new(digests);
+        let (samples, elapsed) = self
+            .concurrently(
+                sizes.manifest_gets,
+                sizes.manifest_clients,
+                "manifest GET by digest",
+                move |i| {
+                    let (http, target) = (
+                        http.clone(),
+                        format!(
+                            "{url}/v2/{prefix}/images/manifests/{}",
+                            digests[i % digests.len()]
+                        ),
+                    );
+                    async move {
+                        Self::get_len(&http, target, Some(OCI_MANIFEST))
+                            .await
+                            .is_some()
+                    }
+                },
+            )
+            .await;
+        let by_digest = samples.figure(
+            "manifest GET by digest (16 clients)",
+            "req/s",
+            sizes.manifest_gets as f64,
+            elapsed,
+        );
+        vec![push, get, by_digest]
     }
 
     /// Workload 5: tags lists and catalog pages over many repositories.
@@ -552,8 +584,9 @@ fn absolute(base: &str, location: &str) -> String {
     }
 }
 
-/// Pushes config, two layers and a manifest tagged `tag`; true on success.
-async fn push_image(http: &reqwest::Client, url: &str, repo: &str, tag: &str, seed: u64) -> bool {
+/// The blobs and manifest bytes of benchmark image `seed` (deterministic,
+/// so a reader can name the manifest by digest without asking).
+fn image(seed: u64) -> (Vec<Bytes>, String) {
     let config = Bytes::from(format!(
         "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}"
     ));
@@ -561,11 +594,6 @@ async fn push_image(http: &reqwest::Client, url: &str, repo: &str, tag: &str, se
         Bytes::from(pseudo_random(seed * 2 + 1, 4096)),
         Bytes::from(pseudo_random(seed * 2 + 2, 4096)),
     ];
-    for blob in std::iter::once(&config).chain(layers.iter()) {
-        if !Bench::push_blob(http, url, repo, blob.clone()).await {
-            return false;
-        }
-    }
     let descriptor = |media: &str, b: &Bytes| serde_json::json!({"mediaType": media, "digest": sha256(b), "size": b.len()});
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -573,9 +601,22 @@ async fn push_image(http: &reqwest::Client, url: &str, repo: &str, tag: &str, se
         "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
         "layers": layers.iter().map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l)).collect::<Vec<_>>(),
     });
+    let mut blobs = vec![config];
+    blobs.extend(layers);
+    (blobs, manifest.to_string())
+}
+
+/// Pushes config, two layers and a manifest tagged `tag`; true on success.
+async fn push_image(http: &reqwest::Client, url: &str, repo: &str, tag: &str, seed: u64) -> bool {
+    let (blobs, manifest) = image(seed);
+    for blob in blobs {
+        if !Bench::push_blob(http, url, repo, blob).await {
+            return false;
+        }
+    }
     http.put(format!("{url}/v2/{repo}/manifests/{tag}"))
         .header("Content-Type", OCI_MANIFEST)
-        .body(manifest.to_string())
+        .body(manifest)
         .send()
         .await
         .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
@@ -709,4 +750,81 @@ pub fn table(ours: &Report, reference: &Report) -> String {
         ours.sha256_mb_s
     ));
     out
+}
+
+/// Failover under load: pushes small blobs through the followers of the
+/// cluster whose nodes serve `urls` (node `i + 1` at `urls[i]`, its debug
+/// listener at `debugs[i]`, its process `pids[i]`), kills the leader with
+/// SIGKILL, and answers how long after the kill the next push was
+/// acknowledged, and the index of the node it killed.
+pub async fn failover(urls: &[String], debugs: &[String], pids: &[u32]) -> (Duration, usize) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("http client");
+    let status: serde_json::Value = http
+        .get(format!("{}/cluster/status", debugs[0]))
+        .send()
+        .await
+        .expect("cluster status")
+        .json()
+        .await
+        .expect("status JSON");
+    let leader = status["leader"].as_u64().expect("a leader") as usize - 1;
+    let followers: Vec<String> = (0..urls.len())
+        .filter(|i| *i != leader)
+        .map(|i| urls[i].clone())
+        .collect();
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pushers: Vec<_> = (0..4u64)
+        .map(|worker| {
+            let (http, followers, acknowledged, stop) = (
+                http.clone(),
+                followers.clone(),
+                acknowledged.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let url = &followers[(worker + n) as usize % followers.len()];
+                    let blob = Bytes::from(pseudo_random(worker << 32 | n, 1024));
+                    if Bench::push_blob(&http, url, "bench/failover", blob).await {
+                        acknowledged
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(Instant::now());
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pids[leader].to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "could not kill the leader");
+    let deadline = killed + Duration::from_secs(60);
+    let resumed = loop {
+        let next = acknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .find(|t| *t > killed);
+        if let Some(t) = next {
+            break t - killed;
+        }
+        assert!(Instant::now() < deadline, "pushes never resumed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for pusher in pushers {
+        let _ = pusher.await;
+    }
+    (resumed, leader)
 }

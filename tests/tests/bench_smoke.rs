@@ -15,7 +15,7 @@ async fn the_benchmark_runs_every_workload_without_errors() {
     )
     .await;
     let workloads: Vec<_> = report.figures.iter().map(|f| f.workload.as_str()).collect();
-    assert_eq!(workloads.len(), 8, "{workloads:?}");
+    assert_eq!(workloads.len(), 9, "{workloads:?}");
     for figure in &report.figures {
         assert_eq!(figure.errors, 0, "{figure:?}");
         assert!(figure.requests > 0 && figure.throughput > 0.0, "{figure:?}");

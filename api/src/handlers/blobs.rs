@@ -20,21 +20,11 @@ pub async fn get(
     digest: &Digest,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    // A blob's bytes never change, so one this node already has linked is
-    // served without asking the leader; only an absent one needs the check.
-    let local = state
-        .meta
-        .local_view()
-        .blob_in_repo(name.as_str(), digest)?;
-    let found = match local {
-        Some(blob) => Some(blob),
-        None => state
-            .meta
-            .read()
-            .await?
-            .blob_in_repo(name.as_str(), digest)?,
-    };
-    let Some(blob) = found else {
+    // Always a linearizable read, even though a blob's bytes never change:
+    // a follower's local copy of the link can outlive a DELETE that another
+    // node already acknowledged (docs/cluster.md, Reads).
+    let view = state.meta.read().await?;
+    let Some(blob) = view.blob_in_repo(name.as_str(), digest)? else {
         return Err(ApiError::new(
             ErrorCode::BlobUnknown,
             format!("{digest} is not in {name}"),

@@ -111,18 +111,8 @@ pub async fn get(
     reference: &Reference,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    // A manifest by digest is immutable: if this node has it, serve it
-    // without a leader round trip. Tags move, so they always take one.
-    let local = state.meta.local_view();
-    let present_locally = match reference {
-        Reference::Digest(d) => local.manifest(name.as_str(), d)?.is_some(),
-        Reference::Tag(_) => false,
-    };
-    let view = if present_locally {
-        local
-    } else {
-        state.meta.read().await?
-    };
+    // By digest too: a follower's local copy can outlive an acknowledged DELETE.
+    let view = state.meta.read().await?;
     let unknown = || -> ApiResult<ApiError> {
         Ok(if view.repo_exists(name.as_str())? {
             ApiError::new(

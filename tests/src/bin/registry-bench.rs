@@ -39,6 +39,19 @@ enum Command {
     },
     /// Print two JSON reports side by side with the ratio ours/reference.
     Table { ours: PathBuf, reference: PathBuf },
+    /// Kill the leader of a running cluster under a push load and report
+    /// the time to the next acknowledged push. Give every node, in id order.
+    Failover {
+        /// Each node's API base URL.
+        #[arg(long, required = true)]
+        url: Vec<String>,
+        /// Each node's debug listener base URL.
+        #[arg(long, required = true)]
+        debug: Vec<String>,
+        /// Each node's process id.
+        #[arg(long, required = true)]
+        pid: Vec<u32>,
+    },
 }
 
 fn read(path: &PathBuf) -> Report {
@@ -89,6 +102,14 @@ async fn main() {
         }
         Command::Table { ours, reference } => {
             print!("{}", bench::table(&read(&ours), &read(&reference)))
+        }
+        Command::Failover { url, debug, pid } => {
+            let (resumed, leader) = bench::failover(&url, &debug, &pid).await;
+            println!(
+                "failover: killed leader node {} (kill -9); next acknowledged push after {:.0} ms",
+                leader + 1,
+                resumed.as_secs_f64() * 1000.0
+            );
         }
     }
 }
