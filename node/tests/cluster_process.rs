@@ -340,6 +340,35 @@ async fn kill_9_of_the_leader_during_pushes_loses_nothing_acknowledged() {
         }
     }
 
+    // Determinism (invariant 5): once every node has applied the same
+    // index, their replicated state hashes the same.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        for i in 0..3 {
+            let status: serde_json::Value = client
+                .get(format!("{}/cluster/status", cluster.debug(i)))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            seen.push((
+                status["applied_index"].as_u64(),
+                status["state_fingerprint"].as_str().map(str::to_owned),
+            ));
+        }
+        if seen[0].1.is_some() && seen.iter().all(|s| *s == seen[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes' states never matched: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // The operator's view, through the binary.
     let out = Command::new(env!("CARGO_BIN_EXE_registry"))
         .args(["cluster", "status", "--addr"])

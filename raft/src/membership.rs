@@ -42,6 +42,10 @@ pub struct ClusterStatus {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// SHA-256 of the asked node's replicated state at `applied_index`
+    /// (taken while nothing is being applied, it matches every node's at
+    /// the same index).
+    pub state_fingerprint: Option<String>,
     pub members: Vec<MemberStatus>,
 }
 
@@ -213,13 +217,20 @@ impl MetaStore {
                 }
             })
             .collect();
+        let view = self.local_view().clone();
+        let fingerprint = tokio::task::spawn_blocking(move || view.fingerprint())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|d| d.to_string());
         ClusterStatus {
             node_id: me.node_id,
             cluster_id: me.cluster_id,
             leader: me.leader,
             term: me.term,
             last_log_index: me.last_log_index,
-            applied_index: me.applied_index,
+            applied_index: self.info().applied_index,
+            state_fingerprint: fingerprint,
             members,
         }
     }

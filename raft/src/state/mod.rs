@@ -568,6 +568,11 @@ mod tests {
         );
         let records =
             |view: &StateView| -> Vec<_> { view.records().map(|record| record.unwrap()).collect() };
+        assert_eq!(
+            first.fingerprint().unwrap(),
+            second.fingerprint().unwrap(),
+            "two replays of one log hash differently"
+        );
         let (first, second) = (records(&first), records(&second));
         assert!(!first.is_empty());
         assert!(first == second, "two replays of one log diverged");

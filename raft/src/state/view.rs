@@ -212,6 +212,21 @@ impl StateView {
             .collect()
     }
 
+    /// SHA-256 over every record of the replicated state (keys and values,
+    /// length-prefixed, in key order): equal on two nodes that applied the
+    /// same log up to the same index (invariant 5). Reads the whole state.
+    pub fn fingerprint(&self) -> Result<Digest> {
+        let mut hasher = storage::Hasher::new(storage::Algorithm::Sha256);
+        for record in self.records() {
+            let (key, value) = record?;
+            for part in [&key[..], &value[..]] {
+                hasher.update(&(part.len() as u64).to_be_bytes());
+                hasher.update(part);
+            }
+        }
+        Ok(hasher.finish())
+    }
+
     pub(crate) fn records(&self) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
         self.tree
             .iter()
