@@ -434,3 +434,79 @@ async fn a_node_with_wiped_metadata_refuses_to_start_and_says_what_to_do() {
     assert!(!out.status.success());
     assert!(stderr.contains("registry cluster remove"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_rejoins_as_a_follower() {
+    let cluster = Cluster::start(3);
+    for i in 0..3 {
+        cluster.wait_ready(i).await;
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let push = |base: String, body: Vec<u8>| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!(
+                    "{base}/v2/paused/app/blobs/uploads/?digest={}",
+                    sha256(&body)
+                ))
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::CREATED)
+        }
+    };
+    assert!(push(cluster.url(0), b"before the pause".to_vec()).await);
+    let paused = cluster.leader().await;
+    let pid = cluster.members[paused]
+        .child
+        .as_ref()
+        .unwrap()
+        .id()
+        .to_string();
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let survivor = (paused + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let during = b"while the old leader is paused".to_vec();
+    while !push(cluster.url(survivor), during.clone()).await {
+        assert!(Instant::now() < deadline, "the others never took over");
+    }
+    signal("-CONT");
+    // The old leader sees the higher term, follows, and catches up.
+    cluster.wait_ready(paused).await;
+    let blob = client
+        .get(format!(
+            "{}/v2/paused/app/blobs/{}",
+            cluster.url(paused),
+            sha256(&during)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blob.status(), StatusCode::OK);
+    assert_eq!(&blob.bytes().await.unwrap()[..], &during[..]);
+    let status: serde_json::Value = client
+        .get(format!("{}/cluster/status", cluster.debug(paused)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(
+        status["leader"].as_u64(),
+        Some(paused as u64 + 1),
+        "{status}"
+    );
+    assert!(push(cluster.url(paused), b"after the pause".to_vec()).await);
+}
