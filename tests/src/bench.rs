@@ -801,7 +801,15 @@ pub async fn failover(urls: &[String], debugs: &[String], pids: &[u32]) -> (Dura
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The load is under way once the followers have acknowledged some pushes.
+    let warm = Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().unwrap_or_else(|p| p.into_inner()).len() < 50 {
+        assert!(
+            Instant::now() < warm,
+            "the followers acknowledged no pushes"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await; // poll interval
+    }
     let killed = Instant::now();
     let status = std::process::Command::new("kill")
         .args(["-9", &pids[leader].to_string()])
@@ -820,7 +828,7 @@ pub async fn failover(urls: &[String], debugs: &[String], pids: &[u32]) -> (Dura
             break t - killed;
         }
         assert!(Instant::now() < deadline, "pushes never resumed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await; // poll interval
     };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for pusher in pushers {

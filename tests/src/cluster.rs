@@ -163,6 +163,10 @@ impl TestCluster {
         format!("http://{}", self.members[i].api)
     }
 
+    pub fn debug_addr(&self, i: usize) -> SocketAddr {
+        self.members[i].debug
+    }
+
     pub fn debug_url(&self, i: usize) -> String {
         format!("http://{}", self.members[i].debug)
     }

@@ -154,7 +154,7 @@ pub fn poll_until(limit: std::time::Duration, mut ready: impl FnMut() -> bool) -
         if std::time::Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(20)); // poll interval
     }
 }
 

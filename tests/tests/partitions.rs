@@ -6,6 +6,7 @@
 //! every node during the whole schedule is linearizable (todc-utils'
 //! Wing–Gong checker with memoization).
 
+use registry_tests::cluster::http_get;
 use registry_tests::cluster::TestCluster;
 use registry_tests::oci::{self, Client};
 use registry_tests::{eventually, poll_until};
@@ -119,9 +120,13 @@ async fn an_isolated_follower_serves_nothing_stale_and_catches_up_without_deposi
             .is_some_and(|(status, _)| status == 503)
     });
     assert!(unready, "the isolated node stayed ready");
-    // Several of the isolated node's election timeouts pass while it is cut
-    // off: the point is what does not happen meanwhile.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The isolated node has stopped standing for election: without that its
+    // term would grow with every election timeout and depose the leader on healing.
+    let withdrawn = poll_until(Duration::from_secs(20), || {
+        http_get(cluster.debug_addr(follower), "/metrics")
+            .is_some_and(|(_, body)| body.contains("registry_raft_quorum_reachable 0"))
+    });
+    assert!(withdrawn, "the isolated node kept standing for election");
 
     tracing::info!("the partition heals");
     cluster.links.heal();
@@ -219,6 +224,9 @@ async fn tag_writes_and_reads_through_every_node_stay_linearizable_across_partit
             tokio::spawn(async move {
                 let mut pid = next_id.fetch_add(1, Ordering::SeqCst);
                 let mut n = 0;
+                // One operation per 40 ms per client keeps the history in the
+                // hundreds of operations the checker handles quickly.
+                let mut pace = tokio::time::interval(Duration::from_millis(40));
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
                     let node = cluster.client((worker + n) % 3);
@@ -256,7 +264,7 @@ async fn tag_writes_and_reads_through_every_node_stay_linearizable_across_partit
                             Err(_) => history.lock().unwrap()[call] = None,
                         }
                     }
-                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    pace.tick().await;
                 }
             })
         })
