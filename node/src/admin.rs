@@ -1,5 +1,5 @@
 //! `registry cluster …`: the operator's commands, spoken to a running
-//! node's debug listener.
+//! node's debug listener (`recover` alone works on a stopped node's files).
 
 use crate::cli::{ClusterCommand, Target};
 use raft::ClusterStatus;
@@ -37,6 +37,7 @@ pub async fn run(command: ClusterCommand, env: &HashMap<String, String>) -> Resu
                 Ok(render(&status))
             }
         }
+        ClusterCommand::Recover { config, yes } => recover(config.as_deref(), yes, env).await,
         ClusterCommand::Remove { id, target } => {
             let base = debug_url(&target, env)?;
             let answer = client
@@ -53,6 +54,37 @@ pub async fn run(command: ClusterCommand, env: &HashMap<String, String>) -> Resu
             }
         }
     }
+}
+
+/// Recovers the stopped node `config` describes (see `raft::recovery`):
+/// the new cluster's marker goes into blob storage first, so a failure
+/// there leaves the metadata directory untouched.
+async fn recover(
+    config: Option<&std::path::Path>,
+    yes: bool,
+    env: &HashMap<String, String>,
+) -> Result<String, String> {
+    let config = crate::load(config, env).map_err(|e| e.to_string())?;
+    let dir = &config.raft.data_dir;
+    let mut recovery =
+        raft::recovery::Recovery::open(dir, config.raft.node_id).map_err(|e| e.to_string())?;
+    let plan = recovery.plan().await.map_err(|e| e.to_string())?;
+    if !yes {
+        return Ok(format!(
+            "{plan}\nNothing was written. Stop every other member for good, then run again \
+             with --yes.\n"
+        ));
+    }
+    let blobs = storage::backends::open(&config.blobs)
+        .await
+        .map_err(|e| format!("open blob storage: {e}"))?;
+    crate::cluster::write_marker(blobs.as_ref(), &plan.new_cluster_id).await?;
+    recovery.carry_out(&plan).await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{plan}\nRecovered. Start this node: it leads cluster {} alone. Then start each other \
+         member with an empty metadata directory; it joins as a new member.\n",
+        plan.new_cluster_id
+    ))
 }
 
 /// The debug listener to talk to: `--addr`, else the config's

@@ -49,6 +49,19 @@ pub enum ClusterCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// The last resort when a majority of the members is lost for good:
+    /// make this node, stopped, a one-member cluster from its own data.
+    /// Writes entries into its metadata directory and a new cluster id; the
+    /// other members must then join again with empty metadata directories.
+    /// Without --yes, prints what it would do and writes nothing.
+    Recover {
+        /// The config file of the stopped node to recover.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Carry out the recovery.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Which node to ask: the one a config file describes (its

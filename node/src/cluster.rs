@@ -40,13 +40,19 @@ pub async fn ensure_named(meta: &MetaStore, blobs: &dyn BlobStore) {
 
 async fn name(meta: &MetaStore, blobs: &dyn BlobStore) -> Result<String, String> {
     let id = uuid::Uuid::new_v4().to_string();
+    write_marker(blobs, &id).await?;
+    meta.name_cluster(id).await.map_err(|e| e.to_string())
+}
+
+/// Writes cluster `id`'s marker into blob storage, before the id is used.
+pub async fn write_marker(blobs: &dyn BlobStore, id: &str) -> Result<(), String> {
     let marker = format!("registry cluster {id}\n").into_bytes();
     let body = futures::stream::once(async move { Ok(bytes::Bytes::from(marker)) });
     blobs
-        .put(&ObjectKey::cluster_marker(&id), Box::pin(body))
+        .put(&ObjectKey::cluster_marker(id), Box::pin(body))
         .await
-        .map_err(|e| format!("write the cluster marker to blob storage: {e}"))?;
-    meta.name_cluster(id).await.map_err(|e| e.to_string())
+        .map(|_| ())
+        .map_err(|e| format!("write the cluster marker to blob storage: {e}"))
 }
 
 /// Why this node cannot serve blobs of cluster `id`, if it cannot: the

@@ -616,6 +616,7 @@ fn cluster_config(
     raft.peers = peers;
     raft.advertise = Some(advertise);
     raft.secret = secret;
+    raft.source_ip = Some(addr.ip()).filter(|ip| !ip.is_unspecified());
     Ok(addr)
 }
 

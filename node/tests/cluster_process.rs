@@ -1,7 +1,8 @@
 //! A 3-node cluster of `registry` processes on loopback: `kill -9` of the
 //! leader during pushes spread over every node, three times over; then the
-//! operator's `registry cluster status`, and a node whose metadata was
-//! wiped refusing to start.
+//! operator's `registry cluster status`, a node whose metadata was wiped
+//! refusing to start, a paused leader, and `registry cluster recover` after
+//! two of three disks are lost.
 #![allow(clippy::unwrap_used)]
 
 use reqwest::StatusCode;
@@ -499,4 +500,142 @@ async fn a_paused_leader_is_replaced_and_rejoins_as_a_follower() {
         "{status}"
     );
     assert!(push(cluster.url(paused), b"after the pause".to_vec()).await);
+}
+
+/// Runs `registry cluster recover` for `member` with the env of its node.
+async fn recover(member: &Member, blobs: &Path, peers: &str, yes: bool) -> std::process::Output {
+    // `command` runs `serve`; a fresh command with the same environment.
+    let serve = command(member, blobs, peers);
+    let mut recover = Command::new(env!("CARGO_BIN_EXE_registry"));
+    recover.args(["cluster", "recover"]);
+    if yes {
+        recover.arg("--yes");
+    }
+    for (key, value) in serve.get_envs() {
+        if let Some(value) = value {
+            recover.env(key, value);
+        }
+    }
+    recover.current_dir(serve.get_current_dir().unwrap());
+    tokio::task::spawn_blocking(move || recover.output().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn status(client: &reqwest::Client, debug: &str) -> serde_json::Value {
+    client
+        .get(format!("{debug}/cluster/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_turns_a_lone_survivor_into_a_cluster_the_others_rejoin() {
+    let mut cluster = Cluster::start(3);
+    for i in 0..3 {
+        cluster.wait_ready(i).await;
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let layer = b"a layer that outlives two lost disks".to_vec();
+    let put = client
+        .post(format!(
+            "{}/v2/recover/app/blobs/uploads/?digest={}",
+            cluster.url(1),
+            sha256(&layer)
+        ))
+        .body(layer.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let old = loop {
+        let now = status(&client, &cluster.debug(0)).await;
+        let members = now["members"].as_array().unwrap();
+        if members
+            .iter()
+            .all(|m| m["joined"] == true && m["applied_index"] == members[0]["applied_index"])
+        {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the members never caught up: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let peers = Cluster::peers(&cluster.members);
+
+    let refused = recover(&cluster.members[0], &cluster.blobs, &peers, true).await;
+    assert!(!refused.status.success(), "recovering a running node");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("stop the node"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // Two disks are gone for good; node 1 survives, stopped.
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for i in 1..3 {
+        std::fs::remove_dir_all(cluster.members[i].dir.join("meta")).unwrap();
+    }
+    let preview = recover(&cluster.members[0], &cluster.blobs, &peers, false).await;
+    let preview_out = String::from_utf8_lossy(&preview.stdout);
+    assert!(preview.status.success(), "{preview:?}");
+    assert!(preview_out.contains("Nothing was written"), "{preview_out}");
+    assert!(preview_out.contains("[2, 3]"), "{preview_out}");
+    let done = recover(&cluster.members[0], &cluster.blobs, &peers, true).await;
+    assert!(done.status.success(), "{done:?}");
+
+    cluster.restart(0);
+    cluster.wait_ready(0).await;
+    let alone = status(&client, &cluster.debug(0)).await;
+    assert_eq!(alone["leader"].as_u64(), Some(1), "{alone}");
+    assert_ne!(alone["cluster_id"], old["cluster_id"], "{alone}");
+    let get = |base: String| {
+        let client = client.clone();
+        let url = format!("{base}/v2/recover/app/blobs/{}", sha256(&layer));
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let kept = get(cluster.url(0)).await;
+    assert_eq!(kept.status(), StatusCode::OK);
+    assert_eq!(&kept.bytes().await.unwrap()[..], &layer[..]);
+
+    // The others come back with empty disks and join as new members.
+    for i in 1..3 {
+        cluster.restart(i);
+    }
+    for i in 1..3 {
+        cluster.wait_ready(i).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = status(&client, &cluster.debug(0)).await;
+        let voters = now["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] != "learner")
+            .count();
+        if voters == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the others never rejoined: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let through_new = get(cluster.url(2)).await;
+    assert_eq!(through_new.status(), StatusCode::OK);
+    assert_eq!(&through_new.bytes().await.unwrap()[..], &layer[..]);
 }

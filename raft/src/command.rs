@@ -69,6 +69,13 @@ pub enum Command {
     /// Forgets that `node` held data: it was removed from the cluster, so
     /// its id may join again with an empty disk.
     MemberRemoved { node: NodeId },
+    /// Written by `registry cluster recover` into a lone survivor's log:
+    /// the cluster takes the new id and only `survivor` still counts as
+    /// holding data.
+    Recovered {
+        cluster_id: String,
+        survivor: NodeId,
+    },
 }
 
 /// Who serves an upload session. `generation` grows with every claim, so a

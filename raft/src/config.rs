@@ -35,6 +35,10 @@ pub struct RaftConfig {
     pub write_timeout: Duration,
     /// How long a linearizable read may wait for the leader's read index.
     pub read_timeout: Duration,
+    /// The address calls to peers leave from: the internal listener's IP
+    /// when it binds a specific one, so peers (and firewall rules) see this
+    /// node by the address it listens on. `None` lets the system choose.
+    pub source_ip: Option<std::net::IpAddr>,
     /// Links to peers that tests cut; empty in production.
     pub links: crate::rpc::LinkFaults,
 }
@@ -50,6 +54,7 @@ impl RaftConfig {
             peers: BTreeMap::new(),
             advertise: None,
             secret: None,
+            source_ip: None,
             write_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(5),
             links: crate::rpc::LinkFaults::default(),

@@ -19,6 +19,7 @@ pub mod meta;
 pub mod metrics;
 pub mod network;
 mod quorum_watch;
+pub mod recovery;
 pub mod rpc;
 pub mod server;
 pub mod state;

@@ -95,6 +95,7 @@ impl MetaStore {
         let peers = PeerClient::new(
             config.node_id,
             config.secret.clone(),
+            config.source_ip,
             config.links.clone(),
             rpc_metrics,
         )

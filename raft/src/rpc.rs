@@ -202,11 +202,13 @@ impl PeerClient {
     pub fn new(
         me: NodeId,
         secret: Option<String>,
+        source_ip: Option<std::net::IpAddr>,
         links: LinkFaults,
         metrics: RpcMetrics,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .no_proxy()
+            .local_address(source_ip)
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))

@@ -198,6 +198,18 @@ fn apply_into(
             batch.remove(keys::member(*node));
             Response::Done
         }
+        Command::Recovered {
+            cluster_id,
+            survivor,
+        } => {
+            batch.insert(keys::CLUSTER_ID, cluster_id.as_bytes());
+            for node in view.joined_members()? {
+                if node != *survivor {
+                    batch.remove(keys::member(node));
+                }
+            }
+            Response::Done
+        }
         Command::OpenUpload {
             id,
             repo,
@@ -497,6 +509,24 @@ mod tests {
         assert_eq!(v.joined_members().unwrap(), vec![1, 3]);
         run(&v, Command::MemberRemoved { node: 3 });
         assert!(!v.member_joined(3).unwrap());
+    }
+
+    #[test]
+    fn a_recovery_renames_the_cluster_and_keeps_only_the_survivor_joined() {
+        let (_dir, v) = view();
+        run(&v, Command::SetClusterId { id: "old".into() });
+        for node in [1, 2, 3] {
+            run(&v, Command::MemberJoined { node });
+        }
+        run(
+            &v,
+            Command::Recovered {
+                cluster_id: "new".into(),
+                survivor: 2,
+            },
+        );
+        assert_eq!(v.cluster_id().unwrap().as_deref(), Some("new"));
+        assert_eq!(v.joined_members().unwrap(), vec![2]);
     }
 
     #[test]

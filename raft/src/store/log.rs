@@ -73,6 +73,24 @@ impl LogStore {
             .map_err(|e| io_error(subject, ErrorVerb::Write, &e))
     }
 
+    /// Appends `entries` and flushes, outside openraft: for offline
+    /// recovery of a stopped node only.
+    pub(crate) fn append_offline(&self, entries: &[Entry]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let bytes =
+                encode(entry).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
+            batch.insert(&index_key(entry.get_log_id().index), bytes);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, &e))
+    }
+
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
         let Some((_, bytes)) = self
             .log
