@@ -1,4 +1,6 @@
 //! Helpers shared by the process tests.
+// Each test file compiles this module and uses part of it.
+#![allow(dead_code)]
 
 use sha2::{Digest as _, Sha256};
 
