@@ -5,7 +5,9 @@
 //! its rules vanish with the test process on every exit path.
 //!
 //! Covered: an isolated follower (503 rather than a stale 404, unready, the
-//! leader's term untouched, catches up on healing), an isolated leader
+//! leader's term untouched, catches up on healing), a delete acknowledged
+//! while a follower that served the manifest from its read lease is cut
+//! off (never served by it afterwards), an isolated leader
 //! (replaced; 503 rather than the old value; follows on healing), and a
 //! one-way cut (the leader cannot reach a follower that can reach it):
 //! writes through every node still commit, and every node converges.
@@ -144,6 +146,7 @@ impl Nodes {
                     .env("REGISTRY_CLUSTER_ADDR", format!("{}:5101", ip(n)))
                     .env("REGISTRY_CLUSTER_PEERS", &peers)
                     .env("REGISTRY_CLUSTER_SECRET", "netns-secret")
+                    .env("REGISTRY_STORAGE_DELETE_ENABLED", "true")
                     .env("REGISTRY_LOG_LEVEL", "warn")
                     .stdout(Stdio::null())
                     .spawn()
@@ -216,6 +219,23 @@ impl Client {
                 sha256(config)
             ))
             .body(config.to_vec())
+            .send()
+            .await
+            .map_or(StatusCode::REQUEST_TIMEOUT, |r| r.status())
+    }
+
+    async fn get_by_digest(&self, node: usize, digest: &str) -> StatusCode {
+        self.0
+            .get(format!("{}/v2/{REPO}/manifests/{digest}", api(node)))
+            .header("Accept", MANIFEST)
+            .send()
+            .await
+            .map_or(StatusCode::REQUEST_TIMEOUT, |r| r.status())
+    }
+
+    async fn delete(&self, node: usize, digest: &str) -> StatusCode {
+        self.0
+            .delete(format!("{}/v2/{REPO}/manifests/{digest}", api(node)))
             .send()
             .await
             .map_or(StatusCode::REQUEST_TIMEOUT, |r| r.status())
@@ -307,6 +327,43 @@ async fn partitions() {
         Some((leader, term)),
         "healing the follower deposed nobody"
     );
+
+    // A follower serves a manifest by digest from its read lease; a delete
+    // acknowledged while it is cut off waits its lease out, so it never
+    // serves the deleted manifest afterwards.
+    let doomed = manifest(&config, 99);
+    let doomed_digest = sha256(&doomed);
+    let put = client
+        .0
+        .put(format!(
+            "{}/v2/{REPO}/manifests/{doomed_digest}",
+            api(leader)
+        ))
+        .header("Content-Type", MANIFEST)
+        .body(doomed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    assert_eq!(
+        client.get_by_digest(follower, &doomed_digest).await,
+        StatusCode::OK
+    );
+    isolate(follower);
+    assert_eq!(
+        client.delete(leader, &doomed_digest).await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        client.get_by_digest(follower, &doomed_digest).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a deleted manifest served from a lease"
+    );
+    heal();
+    eventually("the healed follower knows the delete", minute, || async {
+        client.get_by_digest(follower, &doomed_digest).await == StatusCode::NOT_FOUND
+    })
+    .await;
 
     // An isolated leader: replaced; it serves nothing stale; follows on healing.
     isolate(leader);

@@ -78,6 +78,18 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether applying this can make content addressed by digest vanish,
+    /// which nodes serve from their local state under a read lease.
+    pub fn retracts_content(&self) -> bool {
+        match self {
+            Command::Once { command, .. } => command.retracts_content(),
+            Command::DeleteManifest { .. } | Command::UnlinkBlob { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 /// Who serves an upload session. `generation` grows with every claim, so a
 /// node that owned the session before and owns it again rebuilds it instead
 /// of trusting what it cached.

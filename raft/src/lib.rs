@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 mod formation;
 pub mod identity;
+mod lease;
 pub mod membership;
 pub mod meta;
 pub mod metrics;

@@ -17,6 +17,7 @@ use crate::command::{Command, Response};
 use crate::config::RaftConfig;
 use crate::error::MetaError;
 use crate::identity::{self, Identity};
+use crate::lease::Leases;
 use crate::network::HttpNetwork;
 use crate::rpc::{self, path, LeaderError, PeerClient, ProposeResult, ReadIndexResult, RpcMetrics};
 use crate::state::{ApplyError, StateView};
@@ -56,6 +57,8 @@ pub(crate) struct Inner {
     /// tell the leader it has nothing (openraft's leader panics when a
     /// follower's log goes backwards).
     pub(crate) accepting_raft: std::sync::atomic::AtomicBool,
+    /// Local reads of present content, and the leader's delete fence.
+    pub(crate) leases: Leases,
 }
 
 impl std::fmt::Debug for MetaStore {
@@ -154,6 +157,7 @@ impl MetaStore {
                 follower_reads: Arc::default(),
                 membership_changes: tokio::sync::Mutex::new(()),
                 accepting_raft: std::sync::atomic::AtomicBool::new(false),
+                leases: Leases::new(config.election_timeout),
             }),
         };
         let initialized = store
@@ -171,6 +175,7 @@ impl MetaStore {
     fn spawn_metrics_observer(&self) {
         let mut watch = self.inner.raft.metrics();
         let gauges = self.inner.metrics.clone();
+        let store = self.clone();
         tokio::spawn(async move {
             let mut last_leader = None;
             let mut last_voters = Vec::new();
@@ -180,6 +185,9 @@ impl MetaStore {
                     gauges.observe(&m);
                     let voters: Vec<NodeId> =
                         m.membership_config.membership().voter_ids().collect();
+                    if m.current_leader == Some(store.inner.node_id) {
+                        store.inner.leases.leading(m.current_term);
+                    }
                     (m.current_leader, voters)
                 };
                 if leader != last_leader {
@@ -337,8 +345,14 @@ impl MetaStore {
 
     /// Proposes on this node, which must lead. Serves forwarded proposals too.
     pub(crate) async fn propose_as_leader(&self, command: Command) -> ProposeResult {
+        let retracts = command.retracts_content();
         match self.inner.raft.client_write(command).await {
-            Ok(written) => Ok(written.data),
+            Ok(written) => {
+                if retracts && written.data == Response::Done {
+                    self.fence(written.log_id.index).await;
+                }
+                Ok(written.data)
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(LeaderError::NotLeader(f.leader_id))
             }
@@ -375,7 +389,63 @@ impl MetaStore {
                     ))
                 })?;
         }
+        self.inner.leases.renew(started);
         Ok(&self.inner.view)
+    }
+
+    /// The local state while this node holds a read lease (see
+    /// [`crate::lease`]): good for content addressed by digest that it
+    /// holds. A miss proves nothing; fall back to [`MetaStore::read`].
+    pub fn leased_view(&self) -> Option<&StateView> {
+        self.inner.leases.holds().then_some(&self.inner.view)
+    }
+
+    /// As leader, after committing entry `index` that retracts content:
+    /// returns once no other member can serve that content from a lease,
+    /// because it applied `index` or its lease ran out.
+    async fn fence(&self, index: u64) {
+        let m = self.metrics();
+        let term = m.current_term;
+        let me = self.inner.node_id;
+        let members: Vec<(NodeId, NodeInfo)> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, node)| (*id, node.clone()))
+            .collect();
+        futures::future::join_all(members.into_iter().map(|(id, node)| async move {
+            let expiry = self.inner.leases.expiry_of(id, term);
+            let remaining = expiry.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return;
+            }
+            let confirmed: Result<bool, _> = self
+                .inner
+                .peers
+                .call(id, &node.raft_addr, path::APPLIED, &index, remaining)
+                .await;
+            if !matches!(confirmed, Ok(true)) {
+                tokio::time::sleep_until(expiry.into()).await;
+            }
+        }))
+        .await;
+    }
+
+    /// Whether this node applied `index` within `deadline` (a leader's fence asks).
+    pub(crate) async fn await_applied(&self, index: u64, deadline: Duration) -> bool {
+        let deadline = deadline.min(self.inner.leases.expiry_wait());
+        self.inner
+            .raft
+            .wait(Some(deadline))
+            .applied_index_at_least(Some(index), "a delete's fence")
+            .await
+            .is_ok()
+    }
+
+    /// As leader: `node` starts a read round, which renews its lease.
+    pub(crate) fn grant_lease(&self, node: NodeId) {
+        self.inner.leases.grant(node);
     }
 
     fn applied_index(&self) -> Option<u64> {
@@ -439,7 +509,13 @@ impl MetaStore {
                     let answer: Result<ReadIndexResult, _> = self
                         .inner
                         .peers
-                        .call(id, &node.raft_addr, path::READ_INDEX, &(), remaining)
+                        .call(
+                            id,
+                            &node.raft_addr,
+                            path::READ_INDEX,
+                            &self.inner.node_id,
+                            remaining,
+                        )
                         .await;
                     match answer {
                         Ok(Ok(index)) => return Ok(index),

@@ -29,6 +29,7 @@ pub mod path {
     pub const VOTE: &str = "/raft/vote";
     pub const SNAPSHOT: &str = "/raft/snapshot";
     pub const READ_INDEX: &str = "/raft/read-index";
+    pub const APPLIED: &str = "/raft/applied";
     pub const PROPOSE: &str = "/raft/propose";
     pub const INFO: &str = "/cluster/info";
     pub const JOIN: &str = "/cluster/join";

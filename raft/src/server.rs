@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, meta: MetaStore) {
         .route(path::VOTE, web::post().to(vote))
         .route(path::SNAPSHOT, web::post().to(snapshot))
         .route(path::READ_INDEX, web::post().to(read_index))
+        .route(path::APPLIED, web::post().to(applied))
         .route(path::PROPOSE, web::post().to(propose))
         .route(path::INFO, web::post().to(info))
         .route(path::JOIN, web::post().to(join))
@@ -127,8 +128,29 @@ async fn snapshot(meta: web::Data<MetaStore>, bytes: web::Bytes) -> HttpResponse
     answer(&meta.raft().install_snapshot(request).await)
 }
 
-async fn read_index(meta: web::Data<MetaStore>) -> HttpResponse {
+async fn read_index(meta: web::Data<MetaStore>, bytes: web::Bytes) -> HttpResponse {
+    let from: NodeId = match body(&bytes) {
+        Ok(id) => id,
+        Err(why) => return bad_request(why),
+    };
+    // Before the index is taken: a fence that misses this grant sees a
+    // delete the index then covers.
+    meta.grant_lease(from);
     answer(&meta.leader_read_index().await)
+}
+
+/// A leader's delete fence: answers once this node applied the index, or
+/// `false` when it did not in time.
+async fn applied(meta: web::Data<MetaStore>, bytes: web::Bytes) -> HttpResponse {
+    let index: u64 = match body(&bytes) {
+        Ok(index) => index,
+        Err(why) => return bad_request(why),
+    };
+    answer(
+        &meta
+            .await_applied(index, std::time::Duration::from_secs(5))
+            .await,
+    )
 }
 
 async fn propose(meta: web::Data<MetaStore>, bytes: web::Bytes) -> HttpResponse {

@@ -20,10 +20,22 @@ pub async fn get(
     digest: &Digest,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    // Always a linearizable read, even though a blob's bytes never change:
-    // a follower's local copy of the link can outlive a DELETE that another
-    // node already acknowledged (docs/cluster.md, Reads).
-    let view = state.meta.read().await?;
+    // A link this node holds is served under its read lease (an unlink
+    // waits for leases to end; docs/cluster.md, Reads); a miss, or no
+    // lease, takes a linearizable read.
+    let leased = state
+        .meta
+        .leased_view()
+        .map(|view| {
+            view.blob_in_repo(name.as_str(), digest)
+                .map(|b| b.map(|_| view))
+        })
+        .transpose()?
+        .flatten();
+    let view = match leased {
+        Some(view) => view,
+        None => state.meta.read().await?,
+    };
     let Some(blob) = view.blob_in_repo(name.as_str(), digest)? else {
         return Err(ApiError::new(
             ErrorCode::BlobUnknown,

@@ -111,8 +111,21 @@ pub async fn get(
     reference: &Reference,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    // By digest too: a follower's local copy can outlive an acknowledged DELETE.
-    let view = state.meta.read().await?;
+    // By digest, what this node holds is served under its read lease
+    // (deletes wait for leases to end); anything else is a linearizable read.
+    let leased = match reference {
+        Reference::Digest(d) => state
+            .meta
+            .leased_view()
+            .map(|view| view.manifest(name.as_str(), d).map(|m| m.map(|_| view)))
+            .transpose()?
+            .flatten(),
+        Reference::Tag(_) => None,
+    };
+    let view = match leased {
+        Some(view) => view,
+        None => state.meta.read().await?,
+    };
     let unknown = || -> ApiResult<ApiError> {
         Ok(if view.repo_exists(name.as_str())? {
             ApiError::new(
