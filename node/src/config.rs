@@ -87,8 +87,9 @@ struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClusterSection {
-    /// This node's id, at least 1, unique in the cluster.
-    nodeid: u64,
+    /// This node's id, at least 1, unique in the cluster; or `ordinal`:
+    /// 1 + the StatefulSet pod index (see [`ordinal_node_id`]).
+    nodeid: NodeIdSetting,
     /// The internal listener: Raft RPC and requests forwarded between nodes.
     #[serde(default = "default_internal_addr")]
     addr: String,
@@ -104,6 +105,13 @@ struct ClusterSection {
     heartbeat: Option<String>,
     /// Lower bound of the election timeout (the upper is 1.5× it), e.g. `800ms`.
     electiontimeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NodeIdSetting {
+    Number(u64),
+    Word(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -423,7 +431,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<NodeCo
         let key = e.path().to_string();
         ConfigError::Invalid(format!("{key}: {}", e.into_inner()))
     })?;
-    validate(file)
+    validate(file, env)
 }
 
 fn set_path(tree: &mut Value, path: &[String], value: Value) -> Result<(), String> {
@@ -444,7 +452,7 @@ fn set_path(tree: &mut Value, path: &[String], value: Value) -> Result<(), Strin
     set_path(child, &path[1..], value)
 }
 
-fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
+fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfig, ConfigError> {
     if let Some(version) = &file.version {
         let ok = matches!(version, Value::String(s) if s == "0.1")
             || matches!(version, Value::Number(n) if n.as_f64() == Some(0.1));
@@ -485,7 +493,7 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
     let mut raft = raft::RaftConfig::single_node(file.metadata.dir);
     let internal_listen = match file.cluster {
         None => None,
-        Some(cluster) => Some(cluster_config(cluster, &mut raft)?),
+        Some(cluster) => Some(cluster_config(cluster, &mut raft, env)?),
     };
     if file.metadata.snapshotevery == 0 {
         return Err(ConfigError::Invalid(
@@ -513,11 +521,22 @@ fn validate(file: FileConfig) -> Result<NodeConfig, ConfigError> {
 fn cluster_config(
     cluster: ClusterSection,
     raft: &mut raft::RaftConfig,
+    env: &HashMap<String, String>,
 ) -> Result<SocketAddr, ConfigError> {
     let invalid = |key: &str, what: String| ConfigError::Invalid(format!("cluster.{key}: {what}"));
-    if cluster.nodeid == 0 {
-        return Err(invalid("nodeid", "must be at least 1".to_owned()));
-    }
+    let nodeid = match &cluster.nodeid {
+        NodeIdSetting::Number(0) => return Err(invalid("nodeid", "must be at least 1".to_owned())),
+        NodeIdSetting::Number(n) => *n,
+        NodeIdSetting::Word(word) if word == "ordinal" => {
+            ordinal_node_id(env).map_err(|why| invalid("nodeid", why))?
+        }
+        NodeIdSetting::Word(word) => {
+            return Err(invalid(
+                "nodeid",
+                format!("{word:?} is neither a number nor `ordinal`"),
+            ))
+        }
+    };
     let addr: SocketAddr = cluster
         .addr
         .parse()
@@ -554,15 +573,12 @@ fn cluster_config(
         }
     }
     if peers.is_empty() {
-        peers.insert(cluster.nodeid, String::new());
+        peers.insert(nodeid, String::new());
     }
-    let Some(own_entry) = peers.get(&cluster.nodeid).cloned() else {
+    let Some(own_entry) = peers.get(&nodeid).cloned() else {
         return Err(invalid(
             "peers",
-            format!(
-                "must list this node ({}) among the initial members",
-                cluster.nodeid
-            ),
+            format!("must list this node ({}) among the initial members", nodeid),
         ));
     };
     let advertise = match cluster.advertise {
@@ -586,7 +602,7 @@ fn cluster_config(
             ),
         ));
     }
-    peers.insert(cluster.nodeid, advertise.clone());
+    peers.insert(nodeid, advertise.clone());
     let secret = cluster.secret.filter(|s| !s.is_empty());
     if peers.len() > 1 && secret.is_none() {
         return Err(invalid(
@@ -612,12 +628,31 @@ fn cluster_config(
             "must be at least three heartbeats".to_owned(),
         ));
     }
-    raft.node_id = cluster.nodeid;
+    raft.node_id = nodeid;
     raft.peers = peers;
     raft.advertise = Some(advertise);
     raft.secret = secret;
     raft.source_ip = Some(addr.ip()).filter(|ip| !ip.is_unspecified());
     Ok(addr)
+}
+
+/// `cluster.nodeid: ordinal` on Kubernetes: 1 + the StatefulSet pod's
+/// index, from `POD_INDEX` (the chart sets it from the pod's
+/// `apps.kubernetes.io/pod-index` label) or else the number after the last
+/// `-` of `HOSTNAME` (the pod's name).
+fn ordinal_node_id(env: &HashMap<String, String>) -> Result<u64, String> {
+    let from_label = env.get("POD_INDEX").filter(|v| !v.trim().is_empty());
+    let (source, raw) = match from_label {
+        Some(index) => ("POD_INDEX", index.trim().to_owned()),
+        None => {
+            let host = env.get("HOSTNAME").map(String::as_str).unwrap_or_default();
+            let suffix = host.rsplit_once('-').map_or("", |(_, s)| s);
+            ("the suffix of HOSTNAME", suffix.to_owned())
+        }
+    };
+    raw.parse::<u64>()
+        .map(|index| index + 1)
+        .map_err(|_| format!("`ordinal` needs a pod index: {source} is {raw:?}, not a number"))
 }
 
 fn purge_config(section: &UploadPurgingSection) -> Result<crate::purge::PurgeConfig, ConfigError> {
@@ -984,6 +1019,37 @@ mod tests {
         let no_cluster = load(None, &HashMap::new()).unwrap();
         assert_eq!(no_cluster.internal_listen, None);
         assert!(no_cluster.raft.peers.is_empty());
+    }
+
+    #[test]
+    fn an_ordinal_node_id_comes_from_the_pod_index_or_the_pod_name() {
+        let peers = (
+            "REGISTRY_CLUSTER_PEERS",
+            "1=r-0.peers:5101,2=r-1.peers:5101,3=r-2.peers:5101",
+        );
+        let with = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("REGISTRY_CLUSTER_NODEID", "ordinal"),
+                ("REGISTRY_CLUSTER_SECRET", "s"),
+                peers,
+            ];
+            pairs.extend_from_slice(extra);
+            load(None, &env(&pairs))
+        };
+        let by_label = with(&[("POD_INDEX", "2"), ("HOSTNAME", "r-0")]).unwrap();
+        assert_eq!(by_label.raft.node_id, 3, "the label wins over the name");
+        assert_eq!(by_label.raft.advertise.as_deref(), Some("r-2.peers:5101"));
+        let by_name = with(&[("HOSTNAME", "registry-ha-1")]).unwrap();
+        assert_eq!(by_name.raft.node_id, 2);
+        let no_index = with(&[("HOSTNAME", "laptop")]).unwrap_err().to_string();
+        assert!(
+            no_index.contains("cluster.nodeid") && no_index.contains("HOSTNAME"),
+            "{no_index}"
+        );
+        let word = load(None, &env(&[("REGISTRY_CLUSTER_NODEID", "two")]))
+            .unwrap_err()
+            .to_string();
+        assert!(word.contains("neither a number nor `ordinal`"), "{word}");
     }
 
     #[test]
