@@ -1,0 +1,69 @@
+{{- define "registry.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "registry.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The peers' Service; part of the StatefulSet's immutable spec: never rename. */}}
+{{- define "registry.headless" -}}
+{{- printf "%s-headless" (include "registry.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Immutable in the StatefulSet: never add to or change these. */}}
+{{- define "registry.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "registry.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "registry.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "registry.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "registry.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "registry.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "registry.clusterSecretName" -}}
+{{- default (printf "%s-cluster" (include "registry.fullname" .)) .Values.cluster.existingSecret -}}
+{{- end -}}
+
+{{- define "registry.s3SecretName" -}}
+{{- default (printf "%s-s3" (include "registry.fullname" .)) .Values.s3.existingSecret -}}
+{{- end -}}
+
+{{- define "registry.s3Credentials" -}}
+{{- or .Values.s3.existingSecret .Values.s3.accessKey -}}
+{{- end -}}
+
+{{/* The initial members, ID=HOST:PORT, node id = pod index + 1. */}}
+{{- define "registry.peers" -}}
+{{- $fullname := include "registry.fullname" . -}}
+{{- $headless := include "registry.headless" . -}}
+{{- $peers := list -}}
+{{- range $i := until (int .Values.replicaCount) -}}
+{{- $peers = append $peers (printf "%d=%s-%d.%s.%s.svc.%s:5101" (add1 $i) $fullname $i $headless $.Release.Namespace $.Values.clusterDomain) -}}
+{{- end -}}
+{{- join "," $peers -}}
+{{- end -}}
+
+{{- define "registry.blobsClaim" -}}
+{{- default (printf "%s-blobs" (include "registry.fullname" .)) .Values.persistence.blobs.existingClaim -}}
+{{- end -}}
