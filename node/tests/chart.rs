@@ -2,8 +2,12 @@
 //! `helm lint --strict` and `helm template` of every values file under
 //! `helm/registry/ci/`, each rendering validated offline and strictly by
 //! kubernetes-validate; assertions on the rendered objects; values the
-//! schema refuses; and an upgrade that changes no immutable field.
+//! schema refuses; an upgrade that changes no immutable field; and the
+//! rendered StatefulSet booted as three processes, one network namespace
+//! per pod.
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use serde::Deserialize as _;
 use serde_yaml::Value;
@@ -244,15 +248,12 @@ fn misspelt_or_mistyped_values_are_refused_naming_them() {
         let refused = template(&[], &[set]).expect_err(set);
         assert!(refused.contains(named), "{set}: {refused}");
     }
-    let shared = template(
-        &[],
-        &[
-            "persistence.blobs.enabled=true",
-            "persistence.blobs.accessModes={ReadWriteOnce}",
-        ],
-    )
-    .expect_err("a ReadWriteOnce blob volume for three nodes");
+    let shared = template(&[], &["replicaCount=3"])
+        .expect_err("a ReadWriteOnce blob volume for three nodes");
     assert!(shared.contains("ReadWriteMany"), "{shared}");
+    let nowhere =
+        template(&[], &["persistence.blobs.enabled=false"]).expect_err("no blob storage at all");
+    assert!(nowhere.contains("persistence.blobs"), "{nowhere}");
 }
 
 #[test]
@@ -266,13 +267,308 @@ fn an_upgrade_changes_no_immutable_statefulset_field() {
             spec["volumeClaimTemplates"].clone(),
         )
     };
-    let installed = immutable(&render(&[], &[]));
+    let installed = immutable(&render(&["rwx-values.yaml"], &["replicaCount=3"]));
     for sets in [
         vec!["replicaCount=5"],
         vec!["image.tag=0.2.0", "resources.requests.cpu=1"],
-        vec!["persistence.blobs.enabled=true", "cluster.secret=changed"],
+        vec![
+            "persistence.blobs.storageClass=other",
+            "cluster.secret=changed",
+        ],
         vec!["podLabels.team=a", "config.log.level=debug"],
     ] {
-        assert_eq!(immutable(&render(&[], &sets)), installed, "{sets:?}");
+        assert_eq!(
+            immutable(&render(&["rwx-values.yaml"], &sets)),
+            installed,
+            "{sets:?}"
+        );
     }
+}
+
+/// The pods of a rendered StatefulSet, started the way the kubelet would
+/// start them, minus the image: the container's command (its binary is
+/// this build's), arguments and environment exactly as rendered, the
+/// ConfigMap as the config file, fieldRef and secretKeyRef resolved as the
+/// kubelet does. Each pod runs in a network namespace named like it, on a
+/// bridge, and the pods' DNS names resolve to their addresses through a
+/// private /etc/hosts. Volume mounts become directories: each mountPath is
+/// replaced by its directory wherever the container's arguments,
+/// environment and config name it.
+#[test]
+fn the_rendered_statefulset_boots_a_cluster_that_outlives_a_pod() {
+    if !common::rerun_inside_namespaces(
+        "the_rendered_statefulset_boots_a_cluster_that_outlives_a_pod",
+        &["--net", "--mount"],
+    ) {
+        return;
+    }
+    let docs = render(&["rwx-values.yaml"], &["replicaCount=3"]);
+    let root = tempfile::tempdir().unwrap();
+    let pods = Pods::start(&docs, root.path(), 3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(push_pull_and_lose_a_pod(pods));
+}
+
+const BRIDGE_NET: &str = "10.89.0";
+
+fn pod_ip(i: usize) -> String {
+    format!("{BRIDGE_NET}.{}", 10 + i)
+}
+
+struct Pods {
+    children: Vec<Option<std::process::Child>>,
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Pods {
+    fn start(docs: &[Value], root: &Path, replicas: usize) -> Pods {
+        let sts = one(docs, "StatefulSet");
+        let name = sts["metadata"]["name"].as_str().unwrap();
+        let headless = sts["spec"]["serviceName"].as_str().unwrap();
+        let pod = &sts["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let config = one(docs, "ConfigMap")["data"]["config.yml"]
+            .as_str()
+            .unwrap();
+        common::run("ip", &["link", "set", "lo", "up"]);
+        // Private to this mount namespace: the pods' namespaces and hosts file.
+        std::fs::create_dir_all("/run/netns").unwrap();
+        common::run("mount", &["-t", "tmpfs", "netns", "/run/netns"]);
+        common::run("ip", &["link", "add", "br0", "type", "bridge"]);
+        common::run(
+            "ip",
+            &["addr", "add", &format!("{BRIDGE_NET}.1/24"), "dev", "br0"],
+        );
+        common::run("ip", &["link", "set", "br0", "up"]);
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for i in 0..replicas {
+            let pod_name = format!("{name}-{i}");
+            common::run("ip", &["netns", "add", &pod_name]);
+            let veth = format!("veth{i}");
+            common::run(
+                "ip",
+                &[
+                    "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+                    &pod_name,
+                ],
+            );
+            common::run("ip", &["link", "set", &veth, "master", "br0", "up"]);
+            let ip_in = |args: &[&str]| {
+                let mut all = vec!["-n", pod_name.as_str()];
+                all.extend_from_slice(args);
+                common::run("ip", &all);
+            };
+            ip_in(&["addr", "add", &format!("{}/24", pod_ip(i)), "dev", "eth0"]);
+            ip_in(&["link", "set", "eth0", "up"]);
+            ip_in(&["link", "set", "lo", "up"]);
+            hosts += &format!(
+                "{} {pod_name}.{headless}.{NAMESPACE}.svc.cluster.local {pod_name}\n",
+                pod_ip(i)
+            );
+        }
+        let hosts_file = root.join("hosts");
+        std::fs::write(&hosts_file, hosts).unwrap();
+        common::run(
+            "mount",
+            &["--bind", hosts_file.to_str().unwrap(), "/etc/hosts"],
+        );
+
+        let shared_blobs = root.join("blobs");
+        let children = (0..replicas)
+            .map(|i| {
+                let pod_name = format!("{name}-{i}");
+                let dir = root.join(&pod_name);
+                // mountPath → directory, as the pod's volumes would mount.
+                let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+                for mount in container["volumeMounts"].as_sequence().unwrap() {
+                    let path = mount["mountPath"].as_str().unwrap().to_owned();
+                    let volume = mount["name"].as_str().unwrap();
+                    let host = if volume == "blobs" {
+                        shared_blobs.clone()
+                    } else {
+                        dir.join(volume)
+                    };
+                    std::fs::create_dir_all(&host).unwrap();
+                    mounts.push((path, host));
+                }
+                mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+                let translate = |text: &str| translate(text, &mounts);
+                let config_mount = container["volumeMounts"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["name"] == "config")
+                    .unwrap();
+                let config_dir = translate(config_mount["mountPath"].as_str().unwrap());
+                std::fs::write(Path::new(&config_dir).join("config.yml"), translate(config))
+                    .unwrap();
+                let command: Vec<String> = container["command"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap().to_owned())
+                    .collect();
+                assert_eq!(command, ["/usr/local/bin/registry"], "the image's binary");
+                let args: Vec<String> = container["args"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|a| translate(a.as_str().unwrap()))
+                    .collect();
+                let mut spawn = Command::new("ip");
+                spawn
+                    .args(["netns", "exec", &pod_name, env!("CARGO_BIN_EXE_registry")])
+                    .args(&args)
+                    .env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .env("HOSTNAME", &pod_name)
+                    .current_dir(&dir)
+                    .stdout(std::process::Stdio::null());
+                for var in container["env"].as_sequence().unwrap() {
+                    let key = var["name"].as_str().unwrap();
+                    let value = resolve(docs, var, i);
+                    spawn.env(key, translate(&value));
+                }
+                Some(spawn.spawn().expect("start a pod"))
+            })
+            .collect();
+        Pods { children }
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+/// `text` with every path under a mountPath (longest first, starting
+/// where a path can start) moved to that mount's directory, in one pass.
+fn translate(text: &str, mounts: &[(String, PathBuf)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut previous: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        let at_path_start = previous.is_none_or(|p| !(p.is_alphanumeric() || p == '/' || p == '.'));
+        let mount = mounts
+            .iter()
+            .find(|(path, _)| at_path_start && rest.starts_with(path.as_str()));
+        if let Some((path, host)) = mount {
+            out.push_str(host.to_str().unwrap());
+            rest = &rest[path.len()..];
+            previous = path.chars().last();
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            previous = Some(c);
+        }
+    }
+    out
+}
+
+/// An env entry's value as the kubelet gives it to pod `index`.
+fn resolve(docs: &[Value], var: &Value, index: usize) -> String {
+    if let Some(value) = var["value"].as_str() {
+        return value.to_owned();
+    }
+    let from = &var["valueFrom"];
+    if let Some(field) = from["fieldRef"]["fieldPath"].as_str() {
+        assert_eq!(field, "metadata.labels['apps.kubernetes.io/pod-index']");
+        return index.to_string();
+    }
+    let secret = &from["secretKeyRef"];
+    let name = secret["name"]
+        .as_str()
+        .expect("a value, fieldRef or secretKeyRef");
+    let key = secret["key"].as_str().unwrap();
+    let object = objects(docs, "Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("the chart renders Secret {name}"));
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(object["data"][key].as_str().unwrap())
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+async fn push_pull_and_lose_a_pod(mut pods: Pods) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let api = |i: usize| format!("http://{}:5000", pod_ip(i));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    for i in 0..3 {
+        loop {
+            let ready = client
+                .get(format!("http://{}:5001/readyz", pod_ip(i)))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pod {i} never became ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    let push = |through: usize, body: Vec<u8>| {
+        let client = client.clone();
+        let url = format!(
+            "{}/v2/chart/app/blobs/uploads/?digest={}",
+            api(through),
+            common::sha256(&body)
+        );
+        async move { client.post(url).body(body).send().await.unwrap().status() }
+    };
+    let pull = |through: usize, body: &[u8]| {
+        let client = client.clone();
+        let url = format!(
+            "{}/v2/chart/app/blobs/{}",
+            api(through),
+            common::sha256(body)
+        );
+        async move {
+            let answer = client.get(url).send().await.unwrap();
+            (answer.status(), answer.bytes().await.unwrap().to_vec())
+        }
+    };
+    let first = b"pushed through pod 0".to_vec();
+    assert_eq!(push(0, first.clone()).await, reqwest::StatusCode::CREATED);
+    assert_eq!(
+        pull(1, &first).await,
+        (reqwest::StatusCode::OK, first.clone())
+    );
+    pods.kill(0);
+    let second = b"pushed after pod 0 died".to_vec();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while push(2, second.clone()).await != reqwest::StatusCode::CREATED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other two stopped taking pushes"
+        );
+    }
+    assert_eq!(
+        pull(1, &second).await,
+        (reqwest::StatusCode::OK, second.clone())
+    );
+    assert_eq!(pull(2, &first).await, (reqwest::StatusCode::OK, first));
 }

@@ -22,52 +22,20 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-// Not REGISTRY_…: the nodes inherit it and would read it as config.
-const INSIDE: &str = "PARTITION_TEST_IN_NETNS";
 const REPO: &str = "netns/app";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 #[test]
 fn partitions_in_a_network_namespace() {
-    if std::env::var_os(INSIDE).is_some() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(partitions());
+    if !common::rerun_inside_namespaces("partitions_in_a_network_namespace", &["--net"]) {
         return;
     }
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root; this test needs unshare -n and nft"
-        );
-        eprintln!("skipped: creating a network namespace needs root");
-        return;
-    }
-    let status = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "partitions_in_a_network_namespace",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(INSIDE, "1")
-        .status()
-        .expect("run unshare");
-    assert!(status.success(), "the test inside the namespace failed");
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        == Some("0")
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(partitions());
 }
 
 fn ip(node: usize) -> String {
@@ -279,11 +247,7 @@ fn manifest(config: &[u8], n: usize) -> Vec<u8> {
 }
 
 async fn partitions() {
-    assert!(Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .unwrap()
-        .success());
+    common::run("ip", &["link", "set", "lo", "up"]);
     nft("add table inet partition\nadd chain inet partition output { type filter hook output priority 0; }\n");
     let _nodes = Nodes::start();
     let client = Client(

@@ -67,3 +67,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "registry.blobsClaim" -}}
 {{- default (printf "%s-blobs" (include "registry.fullname" .)) .Values.persistence.blobs.existingClaim -}}
 {{- end -}}
+
+{{/* Whether config.storage names a blob backend of its own. */}}
+{{- define "registry.storageBackend" -}}
+{{- $storage := default dict .Values.config.storage -}}
+{{- range $backend := list "filesystem" "inmemory" "s3" "azure" "gcs" "swift" "oss" -}}
+{{- if hasKey $storage $backend -}}{{ $backend }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The config file: values.config, with blobs on the mounted volume when it names no backend. */}}
+{{- define "registry.config" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- if not (include "registry.storageBackend" .) -}}
+{{- if not .Values.persistence.blobs.enabled -}}
+{{- fail "no blob storage: configure a backend in config.storage (s3, azure, gcs, swift, oss) or enable persistence.blobs" -}}
+{{- end -}}
+{{- $storage := default dict $config.storage -}}
+{{- $_ := set $storage "filesystem" (dict "rootdirectory" "/var/lib/registry/blobs") -}}
+{{- $_ := set $config "storage" $storage -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
