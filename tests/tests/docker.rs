@@ -1,6 +1,7 @@
 //! The real docker CLI and daemon, and containerd's `ctr`: build an image,
 //! `docker push`, remove it, `docker pull`, then pull it again with
 //! containerd. The daemons run privately under a temporary directory.
+//! And the registry's own image, built by `scripts/image`, run read-only.
 
 use registry_tests::TestNode;
 use std::path::{Path, PathBuf};
@@ -223,4 +224,126 @@ async fn docker_pushes_and_pulls_and_containerd_pulls() {
         registry_tests::oci::header(&copied, "Docker-Content-Digest"),
         Some(digest)
     );
+}
+
+/// The `registry` binary `cargo test --workspace` built beside this test.
+fn registry_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let binary = profile_dir.join("registry");
+    assert!(
+        std::fs::metadata(&binary).is_ok(),
+        "{} is missing: build it first (cargo build -p node --bin registry)",
+        binary.display()
+    );
+    binary
+}
+
+/// `scripts/image` packs the binary into an image that runs as user 65532
+/// on a read-only root; pushed into the registry it serves, the image
+/// comes back by digest.
+#[test]
+fn the_image_runs_read_only_as_non_root_and_serves_itself() {
+    let daemons = Daemons::start();
+    let tag = "registry:under-test";
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/image");
+    let built = Command::new(script)
+        .args([tag, "--binary"])
+        .arg(registry_binary())
+        .env(
+            "DOCKER_HOST",
+            format!(
+                "unix://{}",
+                daemons.dir.path().join("docker.sock").display()
+            ),
+        )
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_CONFIG", daemons.dir.path().join("docker-config"))
+        .output()
+        .expect("run scripts/image");
+    Daemons::ok(built, "scripts/image");
+    let user = Daemons::ok(
+        daemons.docker(&["image", "inspect", "--format", "{{.Config.User}}", tag]),
+        "inspect",
+    );
+    assert_eq!(user, "65532:65532");
+
+    let api = free_port();
+    let debug = free_port();
+    let container = Daemons::ok(
+        daemons.docker(&[
+            "run",
+            "-d",
+            "--network",
+            "host",
+            "--read-only",
+            "-v",
+            "registry-under-test:/var/lib/registry",
+            "-e",
+            &format!("REGISTRY_HTTP_ADDR=127.0.0.1:{api}"),
+            "-e",
+            &format!("REGISTRY_HTTP_DEBUG_ADDR=127.0.0.1:{debug}"),
+            tag,
+        ]),
+        "docker run",
+    );
+    let ready = registry_tests::poll_until(Duration::from_secs(30), || {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], debug));
+        registry_tests::cluster::http_get(addr, "/readyz").is_some_and(|(status, _)| status == 200)
+    });
+    assert!(
+        ready,
+        "the container never became ready: {}",
+        String::from_utf8_lossy(&daemons.docker(&["logs", &container]).stderr)
+    );
+    let pid = Daemons::ok(
+        daemons.docker(&["inspect", "--format", "{{.State.Pid}}", &container]),
+        "inspect pid",
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid.split_whitespace().skip(1).all(|id| id == "65532"),
+        "{uid}"
+    );
+    assert_eq!(
+        Daemons::ok(
+            daemons.docker(&[
+                "inspect",
+                "--format",
+                "{{.HostConfig.ReadonlyRootfs}}",
+                &container
+            ]),
+            "inspect rootfs",
+        ),
+        "true"
+    );
+
+    let pushed_name = format!("127.0.0.1:{api}/registry/self:v1");
+    Daemons::ok(daemons.docker(&["tag", tag, &pushed_name]), "docker tag");
+    let pushed = Daemons::ok(daemons.docker(&["push", &pushed_name]), "docker push");
+    let digest = pushed
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .expect("docker push prints the digest")
+        .to_owned();
+    Daemons::ok(daemons.docker(&["rmi", &pushed_name]), "docker rmi");
+    let by_digest = format!("127.0.0.1:{api}/registry/self@{digest}");
+    Daemons::ok(
+        daemons.docker(&["pull", &by_digest]),
+        "docker pull by digest",
+    );
+    Daemons::ok(daemons.docker(&["rm", "-f", &container]), "docker rm");
+    Daemons::ok(
+        daemons.docker(&["volume", "rm", "registry-under-test"]),
+        "docker volume rm",
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
