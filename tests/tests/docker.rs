@@ -127,6 +127,23 @@ impl Daemons {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// `scripts/image TAG` with the `registry` binary of this build.
+    fn build_image(&self, tag: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/image");
+        let built = Command::new(script)
+            .args([tag, "--binary"])
+            .arg(registry_binary())
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.path().join("docker.sock").display()),
+            )
+            .env("DOCKER_BUILDKIT", "0")
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .output()
+            .expect("run scripts/image");
+        Daemons::ok(built, "scripts/image");
+    }
+
     fn ctr(&self, args: &[&str]) -> std::process::Output {
         Command::new("ctr")
             .arg("--address")
@@ -149,6 +166,17 @@ impl Drop for Daemons {
             });
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // dockerd leaves its default network namespace mounted under the
+        // exec root; unmount whatever is still mounted under our directory.
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        for point in mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|p| p.starts_with(&dir))
+        {
+            let _ = Command::new("umount").args(["-l", point]).status();
         }
     }
 }
@@ -338,6 +366,104 @@ fn the_image_runs_read_only_as_non_root_and_serves_itself() {
         daemons.docker(&["volume", "rm", "registry-under-test"]),
         "docker volume rm",
     );
+}
+
+/// `deploy/compose.yaml` with the image `scripts/image` built: three nodes
+/// form a cluster; a blob pushed through one is served by another; with
+/// one node stopped the other two keep taking pushes.
+#[test]
+fn the_image_in_compose_forms_a_cluster_that_outlives_a_node() {
+    let daemons = Daemons::start();
+    daemons.build_image("registry:dev");
+    let ports = [free_port(), free_port(), free_port()];
+    let project = format!("regtest{}", std::process::id());
+    let compose_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/compose.yaml");
+    let compose = |args: &[&str]| {
+        let mut command = Command::new("docker-compose");
+        command
+            .env(
+                "DOCKER_HOST",
+                format!(
+                    "unix://{}",
+                    daemons.dir.path().join("docker.sock").display()
+                ),
+            )
+            .env("DOCKER_CONFIG", daemons.dir.path().join("docker-config"))
+            .arg("-p")
+            .arg(&project)
+            .arg("-f")
+            .arg(&compose_file)
+            .args(args);
+        for (i, port) in ports.iter().enumerate() {
+            command.env(format!("REGISTRY_PORT_{}", i + 1), port.to_string());
+        }
+        command
+            .output()
+            .expect("docker-compose is installed (scripts/setup installs it)")
+    };
+    Daemons::ok(compose(&["up", "-d"]), "docker-compose up");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            let push = |port: u16, body: &'static [u8]| async move {
+                let digest = registry_tests::oci::sha256(body);
+                reqwest::Client::new()
+                    .post(format!(
+                        "http://127.0.0.1:{port}/v2/compose/app/blobs/uploads/?digest={digest}"
+                    ))
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
+            };
+            let pull = |port: u16, body: &'static [u8]| async move {
+                let digest = registry_tests::oci::sha256(body);
+                let answer = reqwest::get(format!(
+                    "http://127.0.0.1:{port}/v2/compose/app/blobs/{digest}"
+                ))
+                .await
+                .unwrap();
+                answer.status() == reqwest::StatusCode::OK
+                    && answer.bytes().await.unwrap()[..] == body[..]
+            };
+            let eventually = |what: &str, ok: bool, started: std::time::Instant| {
+                assert!(
+                    ok || started.elapsed() < Duration::from_secs(90),
+                    "never: {what}"
+                );
+                ok
+            };
+            let started = std::time::Instant::now();
+            while !eventually(
+                "a push through node 1",
+                push(ports[0], b"through node 1").await,
+                started,
+            ) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            assert!(pull(ports[1], b"through node 1").await);
+            Daemons::ok(compose(&["stop", "registry-1"]), "docker-compose stop");
+            let started = std::time::Instant::now();
+            while !eventually(
+                "a push with node 1 stopped",
+                push(ports[2], b"node 1 is down").await,
+                started,
+            ) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            assert!(pull(ports[1], b"node 1 is down").await);
+            assert!(pull(ports[2], b"through node 1").await);
+        })
+    }));
+    let down = compose(&["down", "-v"]);
+    if let Err(panic) = outcome {
+        eprintln!("{}", String::from_utf8_lossy(&compose(&["logs"]).stdout));
+        std::panic::resume_unwind(panic);
+    }
+    Daemons::ok(down, "docker-compose down");
 }
 
 fn free_port() -> u16 {
