@@ -1022,6 +1022,31 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configs_load() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let mut files = vec![deploy.join("config.yml")];
+        for entry in std::fs::read_dir(deploy.join("examples")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        assert!(files.len() >= 3, "{files:?}");
+        for file in files {
+            let config = load(Some(&file), &HashMap::new())
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            assert_eq!(config.listen.port(), 5000, "{}", file.display());
+        }
+        let cluster = load(
+            Some(&deploy.join("examples/cluster-s3.yml")),
+            &env(&[("REGISTRY_CLUSTER_NODEID", "3")]),
+        )
+        .unwrap();
+        assert_eq!(cluster.raft.node_id, 3);
+        assert_eq!(
+            cluster.raft.advertise.as_deref(),
+            Some("registry-3.example.internal:5101")
+        );
+    }
+
+    #[test]
     fn an_ordinal_node_id_comes_from_the_pod_index_or_the_pod_name() {
         let peers = (
             "REGISTRY_CLUSTER_PEERS",
