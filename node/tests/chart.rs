@@ -293,24 +293,41 @@ fn an_upgrade_changes_no_immutable_statefulset_field() {
 /// bridge, and the pods' DNS names resolve to their addresses through a
 /// private /etc/hosts. Volume mounts become directories: each mountPath is
 /// replaced by its directory wherever the container's arguments,
-/// environment and config name it.
+/// environment and config name it. Then the chart is rendered for five
+/// replicas and the two new pods start, as `helm upgrade` would have them:
+/// they join as voters and serve what was pushed before.
 #[test]
-fn the_rendered_statefulset_boots_a_cluster_that_outlives_a_pod() {
+fn the_rendered_statefulset_boots_a_cluster_that_outlives_a_pod_and_scales_up() {
     if !common::rerun_inside_namespaces(
-        "the_rendered_statefulset_boots_a_cluster_that_outlives_a_pod",
+        "the_rendered_statefulset_boots_a_cluster_that_outlives_a_pod_and_scales_up",
         &["--net", "--mount"],
     ) {
         return;
     }
-    let docs = render(&["rwx-values.yaml"], &["replicaCount=3"]);
+    let three = render(&["rwx-values.yaml"], &["replicaCount=3"]);
+    let five = render(&["rwx-values.yaml"], &["replicaCount=5"]);
     let root = tempfile::tempdir().unwrap();
-    let pods = Pods::start(&docs, root.path(), 3);
+    let sts = one(&three, "StatefulSet");
+    let mut pods = Pods::network(
+        root.path(),
+        sts["metadata"]["name"].as_str().unwrap(),
+        sts["spec"]["serviceName"].as_str().unwrap(),
+        5,
+    );
+    for i in 0..3 {
+        pods.start_pod(&three, i);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(push_pull_and_lose_a_pod(pods));
+    runtime.block_on(push_pull_and_lose_a_pod(&mut pods));
+    // `helm upgrade --set replicaCount=5`: the two new pods join as members.
+    for i in 3..5 {
+        pods.start_pod(&five, i);
+    }
+    runtime.block_on(scaled_up_pods_join_and_serve());
 }
 
 const BRIDGE_NET: &str = "10.89.0";
@@ -321,6 +338,7 @@ fn pod_ip(i: usize) -> String {
 
 struct Pods {
     children: Vec<Option<std::process::Child>>,
+    root: PathBuf,
 }
 
 impl Drop for Pods {
@@ -333,15 +351,9 @@ impl Drop for Pods {
 }
 
 impl Pods {
-    fn start(docs: &[Value], root: &Path, replicas: usize) -> Pods {
-        let sts = one(docs, "StatefulSet");
-        let name = sts["metadata"]["name"].as_str().unwrap();
-        let headless = sts["spec"]["serviceName"].as_str().unwrap();
-        let pod = &sts["spec"]["template"]["spec"];
-        let container = &pod["containers"][0];
-        let config = one(docs, "ConfigMap")["data"]["config.yml"]
-            .as_str()
-            .unwrap();
+    /// A bridge with `slots` pod network namespaces, named like the pods of
+    /// StatefulSet `name` under Service `headless`, and their DNS names.
+    fn network(root: &Path, name: &str, headless: &str, slots: usize) -> Pods {
         common::run("ip", &["link", "set", "lo", "up"]);
         // Private to this mount namespace: the pods' namespaces and hosts file.
         std::fs::create_dir_all("/run/netns").unwrap();
@@ -353,7 +365,7 @@ impl Pods {
         );
         common::run("ip", &["link", "set", "br0", "up"]);
         let mut hosts = String::from("127.0.0.1 localhost\n");
-        for i in 0..replicas {
+        for i in 0..slots {
             let pod_name = format!("{name}-{i}");
             common::run("ip", &["netns", "add", &pod_name]);
             let veth = format!("veth{i}");
@@ -384,67 +396,73 @@ impl Pods {
             "mount",
             &["--bind", hosts_file.to_str().unwrap(), "/etc/hosts"],
         );
+        Pods {
+            children: (0..slots).map(|_| None).collect(),
+            root: root.to_owned(),
+        }
+    }
 
-        let shared_blobs = root.join("blobs");
-        let children = (0..replicas)
-            .map(|i| {
-                let pod_name = format!("{name}-{i}");
-                let dir = root.join(&pod_name);
-                // mountPath → directory, as the pod's volumes would mount.
-                let mut mounts: Vec<(String, PathBuf)> = Vec::new();
-                for mount in container["volumeMounts"].as_sequence().unwrap() {
-                    let path = mount["mountPath"].as_str().unwrap().to_owned();
-                    let volume = mount["name"].as_str().unwrap();
-                    let host = if volume == "blobs" {
-                        shared_blobs.clone()
-                    } else {
-                        dir.join(volume)
-                    };
-                    std::fs::create_dir_all(&host).unwrap();
-                    mounts.push((path, host));
-                }
-                mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
-                let translate = |text: &str| translate(text, &mounts);
-                let config_mount = container["volumeMounts"]
-                    .as_sequence()
-                    .unwrap()
-                    .iter()
-                    .find(|m| m["name"] == "config")
-                    .unwrap();
-                let config_dir = translate(config_mount["mountPath"].as_str().unwrap());
-                std::fs::write(Path::new(&config_dir).join("config.yml"), translate(config))
-                    .unwrap();
-                let command: Vec<String> = container["command"]
-                    .as_sequence()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c.as_str().unwrap().to_owned())
-                    .collect();
-                assert_eq!(command, ["/usr/local/bin/registry"], "the image's binary");
-                let args: Vec<String> = container["args"]
-                    .as_sequence()
-                    .unwrap()
-                    .iter()
-                    .map(|a| translate(a.as_str().unwrap()))
-                    .collect();
-                let mut spawn = Command::new("ip");
-                spawn
-                    .args(["netns", "exec", &pod_name, env!("CARGO_BIN_EXE_registry")])
-                    .args(&args)
-                    .env_clear()
-                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                    .env("HOSTNAME", &pod_name)
-                    .current_dir(&dir)
-                    .stdout(std::process::Stdio::null());
-                for var in container["env"].as_sequence().unwrap() {
-                    let key = var["name"].as_str().unwrap();
-                    let value = resolve(docs, var, i);
-                    spawn.env(key, translate(&value));
-                }
-                Some(spawn.spawn().expect("start a pod"))
-            })
+    /// Starts pod `i` of the StatefulSet in `docs` in its namespace.
+    fn start_pod(&mut self, docs: &[Value], i: usize) {
+        let sts = one(docs, "StatefulSet");
+        let name = sts["metadata"]["name"].as_str().unwrap();
+        let container = &sts["spec"]["template"]["spec"]["containers"][0];
+        let config = one(docs, "ConfigMap")["data"]["config.yml"]
+            .as_str()
+            .unwrap();
+        let pod_name = format!("{name}-{i}");
+        let dir = self.root.join(&pod_name);
+        // mountPath → directory, as the pod's volumes would mount.
+        let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+        for mount in container["volumeMounts"].as_sequence().unwrap() {
+            let path = mount["mountPath"].as_str().unwrap().to_owned();
+            let volume = mount["name"].as_str().unwrap();
+            let host = if volume == "blobs" {
+                self.root.join("blobs")
+            } else {
+                dir.join(volume)
+            };
+            std::fs::create_dir_all(&host).unwrap();
+            mounts.push((path, host));
+        }
+        mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        let translate = |text: &str| translate(text, &mounts);
+        let config_mount = container["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "config")
+            .unwrap();
+        let config_dir = translate(config_mount["mountPath"].as_str().unwrap());
+        std::fs::write(Path::new(&config_dir).join("config.yml"), translate(config)).unwrap();
+        let command: Vec<String> = container["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
             .collect();
-        Pods { children }
+        assert_eq!(command, ["/usr/local/bin/registry"], "the image's binary");
+        let args: Vec<String> = container["args"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| translate(a.as_str().unwrap()))
+            .collect();
+        let mut spawn = Command::new("ip");
+        spawn
+            .args(["netns", "exec", &pod_name, env!("CARGO_BIN_EXE_registry")])
+            .args(&args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOSTNAME", &pod_name)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null());
+        for var in container["env"].as_sequence().unwrap() {
+            let key = var["name"].as_str().unwrap();
+            let value = resolve(docs, var, i);
+            spawn.env(key, translate(&value));
+        }
+        self.children[i] = Some(spawn.spawn().expect("start a pod"));
     }
 
     fn kill(&mut self, i: usize) {
@@ -505,7 +523,7 @@ fn resolve(docs: &[Value], var: &Value, index: usize) -> String {
     String::from_utf8(bytes).unwrap()
 }
 
-async fn push_pull_and_lose_a_pod(mut pods: Pods) {
+async fn push_pull_and_lose_a_pod(pods: &mut Pods) {
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(std::time::Duration::from_secs(20))
@@ -571,4 +589,48 @@ async fn push_pull_and_lose_a_pod(mut pods: Pods) {
         (reqwest::StatusCode::OK, second.clone())
     );
     assert_eq!(pull(2, &first).await, (reqwest::StatusCode::OK, first));
+}
+
+async fn scaled_up_pods_join_and_serve() {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let status: Option<serde_json::Value> = match client
+            .get(format!("http://{}:5001/cluster/status", pod_ip(1)))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        let voters = status.as_ref().map_or(0, |s| {
+            s["members"]
+                .as_array()
+                .map_or(0, |m| m.iter().filter(|m| m["role"] != "learner").count())
+        });
+        if voters == 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new pods never became voters: {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let first = b"pushed through pod 0".to_vec();
+    let answer = client
+        .get(format!(
+            "http://{}:5000/v2/chart/app/blobs/{}",
+            pod_ip(4),
+            common::sha256(&first)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    assert_eq!(answer.bytes().await.unwrap().to_vec(), first);
 }

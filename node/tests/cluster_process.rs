@@ -81,6 +81,15 @@ impl Cluster {
         }
     }
 
+    /// Stops node `i` gracefully (SIGTERM) and waits for it to exit.
+    fn terminate(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            common::signal(&child, "-TERM");
+            let exited = child.wait().unwrap();
+            assert!(exited.success(), "node {} exited with {exited}", i + 1);
+        }
+    }
+
     fn restart(&mut self, i: usize) {
         let peers = Self::peers(&self.members);
         let child = spawn(&self.members[i], &self.blobs, &peers);
@@ -638,4 +647,109 @@ async fn recover_turns_a_lone_survivor_into_a_cluster_the_others_rejoin() {
     let through_new = get(cluster.url(2)).await;
     assert_eq!(through_new.status(), StatusCode::OK);
     assert_eq!(&through_new.bytes().await.unwrap()[..], &layer[..]);
+}
+
+/// The Kubernetes rollout, one node at a time: the node leaves the set of
+/// nodes clients use (its endpoint is removed, as `preStop` allows for),
+/// gets SIGTERM at once, drains what it is serving, exits 0, restarts and
+/// rejoins the set once ready. Pullers pulling through the set the whole
+/// time see every pull answered with the right bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_under_pulls_fails_no_pull() {
+    let mut cluster = Cluster::start(3);
+    for i in 0..3 {
+        cluster.wait_ready(i).await;
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let blobs: Vec<Vec<u8>> = (0..8)
+        .map(|n| format!("rolling blob {n} ").repeat(20_000).into_bytes())
+        .collect();
+    for (n, blob) in blobs.iter().enumerate() {
+        let put = client
+            .post(format!(
+                "{}/v2/rolling/app/blobs/uploads/?digest={}",
+                cluster.url(n % 3),
+                sha256(blob)
+            ))
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), StatusCode::CREATED);
+    }
+    let in_service: Arc<Mutex<Vec<String>>> =
+        Arc::new(Mutex::new((0..3).map(|i| cluster.url(i)).collect()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let pulls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let blobs = Arc::new(blobs);
+    let pullers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, in_service, stop, failures, pulls, blobs) = (
+                client.clone(),
+                in_service.clone(),
+                stop.clone(),
+                failures.clone(),
+                pulls.clone(),
+                blobs.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = w;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let base = {
+                        let nodes = in_service.lock().unwrap();
+                        nodes[n % nodes.len()].clone()
+                    };
+                    let blob = &blobs[n % blobs.len()];
+                    let url = format!("{base}/v2/rolling/app/blobs/{}", sha256(blob));
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status() == StatusCode::OK => match r.bytes().await {
+                            Ok(body) if body[..] == blob[..] => {}
+                            Ok(_) => failures.lock().unwrap().push(format!("{url}: wrong bytes")),
+                            Err(e) => failures.lock().unwrap().push(format!("{url}: {e}")),
+                        },
+                        Ok(r) => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{url}: {}", r.status())),
+                        Err(e) => failures.lock().unwrap().push(format!("{url}: {e}")),
+                    }
+                    pulls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let url = cluster.url(i);
+        in_service.lock().unwrap().retain(|u| *u != url);
+        // The chart's preStop pause: requests already routed here arrive.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.terminate(i);
+        cluster.restart(i);
+        cluster.wait_ready(i).await;
+        in_service.lock().unwrap().push(url);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for p in pullers {
+        p.await.unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    let pulls = pulls.load(Ordering::Relaxed);
+    eprintln!(
+        "{pulls} pulls during the rolling restart, {} failed",
+        failures.len()
+    );
+    assert!(pulls > 100, "only {pulls} pulls ran");
+    assert!(
+        failures.is_empty(),
+        "{} of {pulls} pulls failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }

@@ -67,3 +67,8 @@ pub fn run(program: &str, args: &[&str]) {
         .unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(status.success(), "{program} {args:?} failed");
 }
+
+/// Sends `signal` (e.g. `-TERM`, `-STOP`) to `child`.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    run("kill", &[signal, &child.id().to_string()]);
+}
