@@ -24,6 +24,9 @@ pub struct RaftConfig {
     /// log is trimmed to the last 1000 entries after each snapshot; a long
     /// log costs memory in sled (measured in docs/performance.md).
     pub snapshot_every: u64,
+    /// Log entries kept below each snapshot, so a follower that just
+    /// installed one, or lags a little, continues from the log.
+    pub log_kept_after_snapshot: u64,
     /// The initial members, this node included: id → internal address.
     /// Empty for a single node with no internal listener.
     pub peers: BTreeMap<NodeId, String>,
@@ -51,6 +54,7 @@ impl RaftConfig {
             heartbeat: Duration::from_millis(200),
             election_timeout: Duration::from_millis(800),
             snapshot_every: 2_000,
+            log_kept_after_snapshot: 1_000,
             peers: BTreeMap::new(),
             advertise: None,
             secret: None,

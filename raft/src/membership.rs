@@ -42,6 +42,12 @@ pub struct ClusterStatus {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// The last entry in the asked node's latest snapshot.
+    #[serde(default)]
+    pub snapshot_index: Option<u64>,
+    /// The asked node's log starts after this entry (older ones are in the snapshot).
+    #[serde(default)]
+    pub purged_index: Option<u64>,
     /// SHA-256 of the asked node's replicated state at `applied_index`
     /// (taken while nothing is being applied, it matches every node's at
     /// the same index).
@@ -217,6 +223,7 @@ impl MetaStore {
                 }
             })
             .collect();
+        let raft_metrics = self.metrics();
         let view = self.local_view().clone();
         let fingerprint = tokio::task::spawn_blocking(move || view.fingerprint())
             .await
@@ -230,6 +237,8 @@ impl MetaStore {
             term: me.term,
             last_log_index: me.last_log_index,
             applied_index: self.info().applied_index,
+            snapshot_index: raft_metrics.snapshot.map(|l| l.index),
+            purged_index: raft_metrics.purged.map(|l| l.index),
             state_fingerprint: fingerprint,
             members,
         }

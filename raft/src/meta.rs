@@ -122,9 +122,7 @@ impl MetaStore {
             // fsync included, so keep batches modest (manifests are up to 4 MiB).
             max_payload_entries: 64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-            // Keep more than a snapshot transfer's worth of entries, so a
-            // follower that just installed one continues from the log.
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: config.log_kept_after_snapshot,
             replication_lag_threshold: config.snapshot_every * 2,
             ..Default::default()
         }

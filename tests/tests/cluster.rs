@@ -350,3 +350,66 @@ async fn a_node_that_sees_other_blob_storage_stays_unready_and_says_why() {
         assert_eq!(cluster.readiness(i).map(|(s, _)| s), Some(200));
     }
 }
+
+/// A follower stopped while the others write past several snapshots finds
+/// the leader's log trimmed beyond where it stopped: it is sent a snapshot,
+/// installs it, and then serves everything, hashing the same as the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_catches_up_from_a_shipped_snapshot() {
+    let mut cluster = TestCluster::start(3, None, |config| {
+        config.raft.snapshot_every = 20;
+        config.raft.log_kept_after_snapshot = 5;
+    });
+    let leader = cluster.leader();
+    let behind = (leader + 1) % 3;
+    let stopped_at = cluster.status(behind).expect("status")["last_log_index"]
+        .as_u64()
+        .unwrap();
+    cluster.stop(behind);
+    let mut pushed = Vec::new();
+    for n in 0..30 {
+        let tag = format!("t{n}");
+        pushed.push((
+            tag.clone(),
+            push_image(&cluster.client(leader), "far/app", &tag, &tag).await,
+        ));
+    }
+    let status = cluster.status(leader).expect("status");
+    let purged = status["purged_index"]
+        .as_u64()
+        .expect("the leader trimmed its log");
+    assert!(
+        purged > stopped_at,
+        "the leader's log still reaches index {stopped_at}: {status}"
+    );
+    cluster.start_node(behind);
+    cluster.wait_ready(behind);
+    let installed = poll_until(Duration::from_secs(60), || {
+        cluster
+            .status(behind)
+            .and_then(|s| s["snapshot_index"].as_u64())
+            .is_some_and(|i| i >= purged)
+    });
+    assert!(
+        installed,
+        "node {} holds no snapshot past {purged}: {:?}",
+        behind + 1,
+        cluster.status(behind)
+    );
+    for (tag, manifest) in &pushed {
+        let (status, bytes) = manifest_of(&cluster.client(behind), "far/app", tag).await;
+        assert_eq!(status, StatusCode::OK, "{tag}");
+        assert_eq!(&bytes, manifest, "{tag}");
+    }
+    let same = poll_until(Duration::from_secs(30), || {
+        let prints: Vec<_> = (0..3)
+            .map(|i| {
+                cluster
+                    .status(i)
+                    .map(|s| (s["applied_index"].clone(), s["state_fingerprint"].clone()))
+            })
+            .collect();
+        prints.iter().all(|p| p.is_some() && *p == prints[0])
+    });
+    assert!(same, "the nodes' states differ after the snapshot");
+}
