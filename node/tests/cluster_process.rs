@@ -58,6 +58,15 @@ impl Cluster {
         }
     }
 
+    /// [`Cluster::start`], returning once every node is ready.
+    async fn start_ready(n: u64) -> Cluster {
+        let cluster = Cluster::start(n);
+        for i in 0..n as usize {
+            cluster.wait_ready(i).await;
+        }
+        cluster
+    }
+
     fn peers(members: &[Member]) -> String {
         members
             .iter()
@@ -437,14 +446,8 @@ async fn a_node_with_wiped_metadata_refuses_to_start_and_says_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_is_replaced_and_rejoins_as_a_follower() {
-    let cluster = Cluster::start(3);
-    for i in 0..3 {
-        cluster.wait_ready(i).await;
-    }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let cluster = Cluster::start_ready(3).await;
+    let client = http_client();
     let push = |base: String, body: Vec<u8>| {
         let client = client.clone();
         async move {
@@ -511,6 +514,13 @@ async fn a_paused_leader_is_replaced_and_rejoins_as_a_follower() {
     assert!(push(cluster.url(paused), b"after the pause".to_vec()).await);
 }
 
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
 /// Runs `registry cluster recover` for `member` with the env of its node.
 async fn recover(member: &Member, blobs: &Path, peers: &str, yes: bool) -> std::process::Output {
     // `command` runs `serve`; a fresh command with the same environment.
@@ -544,14 +554,8 @@ async fn status(client: &reqwest::Client, debug: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_turns_a_lone_survivor_into_a_cluster_the_others_rejoin() {
-    let mut cluster = Cluster::start(3);
-    for i in 0..3 {
-        cluster.wait_ready(i).await;
-    }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let mut cluster = Cluster::start_ready(3).await;
+    let client = http_client();
     let layer = b"a layer that outlives two lost disks".to_vec();
     let put = client
         .post(format!(
@@ -656,14 +660,8 @@ async fn recover_turns_a_lone_survivor_into_a_cluster_the_others_rejoin() {
 /// time see every pull answered with the right bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_under_pulls_fails_no_pull() {
-    let mut cluster = Cluster::start(3);
-    for i in 0..3 {
-        cluster.wait_ready(i).await;
-    }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let mut cluster = Cluster::start_ready(3).await;
+    let client = http_client();
     let blobs: Vec<Vec<u8>> = (0..8)
         .map(|n| format!("rolling blob {n} ").repeat(20_000).into_bytes())
         .collect();

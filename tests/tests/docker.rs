@@ -429,31 +429,21 @@ fn the_image_in_compose_forms_a_cluster_that_outlives_a_node() {
                 answer.status() == reqwest::StatusCode::OK
                     && answer.bytes().await.unwrap()[..] == body[..]
             };
-            let eventually = |what: &str, ok: bool, started: std::time::Instant| {
-                assert!(
-                    ok || started.elapsed() < Duration::from_secs(90),
-                    "never: {what}"
-                );
-                ok
+            let until_pushed = |port: u16, body: &'static [u8]| async move {
+                let started = std::time::Instant::now();
+                while !push(port, body).await {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(90),
+                        "never pushed {:?} through port {port}",
+                        String::from_utf8_lossy(body)
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             };
-            let started = std::time::Instant::now();
-            while !eventually(
-                "a push through node 1",
-                push(ports[0], b"through node 1").await,
-                started,
-            ) {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            until_pushed(ports[0], b"through node 1").await;
             assert!(pull(ports[1], b"through node 1").await);
             Daemons::ok(compose(&["stop", "registry-1"]), "docker-compose stop");
-            let started = std::time::Instant::now();
-            while !eventually(
-                "a push with node 1 stopped",
-                push(ports[2], b"node 1 is down").await,
-                started,
-            ) {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            until_pushed(ports[2], b"node 1 is down").await;
             assert!(pull(ports[1], b"node 1 is down").await);
             assert!(pull(ports[2], b"through node 1").await);
         })
