@@ -127,6 +127,16 @@ impl Daemons {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// `docker push IMAGE`; answers the digest it printed.
+    fn push(&self, image: &str) -> String {
+        let pushed = Daemons::ok(self.docker(&["push", image]), "docker push");
+        pushed
+            .split_whitespace()
+            .find(|w| w.starts_with("sha256:"))
+            .expect("docker push prints the digest")
+            .to_owned()
+    }
+
     /// `scripts/image TAG` with the `registry` binary of this build.
     fn build_image(&self, tag: &str) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/image");
@@ -204,12 +214,7 @@ async fn docker_pushes_and_pulls_and_containerd_pulls() {
             daemons.docker(&["build", "-q", "-t", &image, context.to_str().unwrap()]),
             "docker build",
         );
-        let pushed = Daemons::ok(daemons.docker(&["push", &image]), "docker push");
-        let digest = pushed
-            .split_whitespace()
-            .find(|w| w.starts_with("sha256:"))
-            .expect("docker push prints the digest")
-            .to_owned();
+        let digest = daemons.push(&image);
         Daemons::ok(daemons.docker(&["rmi", &image]), "docker rmi");
         Daemons::ok(daemons.docker(&["pull", &image]), "docker pull");
         let labels = Daemons::ok(
@@ -349,12 +354,7 @@ fn the_image_runs_read_only_as_non_root_and_serves_itself() {
 
     let pushed_name = format!("127.0.0.1:{api}/registry/self:v1");
     Daemons::ok(daemons.docker(&["tag", tag, &pushed_name]), "docker tag");
-    let pushed = Daemons::ok(daemons.docker(&["push", &pushed_name]), "docker push");
-    let digest = pushed
-        .split_whitespace()
-        .find(|w| w.starts_with("sha256:"))
-        .expect("docker push prints the digest")
-        .to_owned();
+    let digest = daemons.push(&pushed_name);
     Daemons::ok(daemons.docker(&["rmi", &pushed_name]), "docker rmi");
     let by_digest = format!("127.0.0.1:{api}/registry/self@{digest}");
     Daemons::ok(
