@@ -4,6 +4,10 @@
 //! handler of its resource, and answered; errors become the spec's JSON
 //! envelope in [`error`], and nowhere else.
 
+/// The tracing target of the access log, one line per request; the node
+/// turns it off with `log.accesslog.disabled`.
+pub const ACCESS_LOG_TARGET: &str = "registry::access";
+
 pub mod config;
 pub mod error;
 pub mod forward;
@@ -74,12 +78,18 @@ async fn dispatch(
         .duration
         .with_label_values(&[route_name])
         .observe(elapsed.as_secs_f64());
+    let bytes = match actix_web::body::MessageBody::size(response.body()) {
+        actix_web::body::BodySize::Sized(n) => Some(n),
+        _ => None,
+    };
     tracing::info!(
+        target: ACCESS_LOG_TARGET,
         id = %request_id,
         method = %req.method(),
         path = req.path(),
         route = route_name,
         status,
+        bytes,
         micros = elapsed.as_micros() as u64,
         "request"
     );

@@ -34,6 +34,7 @@ pub struct NodeConfig {
     pub raft: raft::RaftConfig,
     pub api: api::ApiConfig,
     pub log_level: String,
+    pub log: crate::logging::LogFormat,
     pub purge: crate::purge::PurgeConfig,
 }
 
@@ -50,6 +51,7 @@ impl NodeConfig {
             raft: raft::RaftConfig::single_node(data.join("meta")),
             api: api::ApiConfig::default(),
             log_level: "info".to_owned(),
+            log: crate::logging::LogFormat::default(),
             purge: crate::purge::PurgeConfig::default(),
         }
     }
@@ -133,12 +135,30 @@ struct LogSection {
     /// error, warn, info, debug or trace.
     #[serde(default = "default_level")]
     level: String,
+    /// `text` or `json` (distribution's key; its `logstash` is refused).
+    formatter: Option<String>,
+    /// Added to every line.
+    #[serde(default)]
+    fields: std::collections::BTreeMap<String, Value>,
+    #[serde(default)]
+    accesslog: AccessLogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessLogSection {
+    /// No line per request.
+    #[serde(default)]
+    disabled: bool,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             level: default_level(),
+            formatter: None,
+            fields: Default::default(),
+            accesslog: AccessLogSection::default(),
         }
     }
 }
@@ -513,7 +533,44 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
             ..api::ApiConfig::default()
         },
         log_level: level,
+        log: log_format(&file.log)?,
         purge,
+    })
+}
+
+fn log_format(log: &LogSection) -> Result<crate::logging::LogFormat, ConfigError> {
+    let json = match log
+        .formatter
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ConfigError::Invalid(format!(
+                "log.formatter: {other:?} is not text or json"
+            )))
+        }
+    };
+    let mut fields = Vec::new();
+    for (key, value) in &log.fields {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "log.fields.{key}: {other:?} is not a string, number or boolean"
+                )))
+            }
+        };
+        fields.push((key.clone(), value));
+    }
+    Ok(crate::logging::LogFormat {
+        json,
+        fields,
+        access_log: !log.accesslog.disabled,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod debug;
 mod internal;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod purge;

@@ -28,7 +28,7 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log_level);
+    node::logging::init(&config.log_level, &config.log);
     let bind = |addr: std::net::SocketAddr| {
         std::net::TcpListener::bind(addr)
             .map_err(|e| tracing::error!(%addr, error = %e, "cannot listen"))
@@ -84,14 +84,4 @@ fn cluster(command: ClusterCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,openraft=warn"))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
 }

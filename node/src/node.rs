@@ -162,8 +162,8 @@ impl Node {
         };
         tracing::info!(
             %addr,
-            debug = ?debug_addr,
-            internal = ?internal_addr,
+            debug = %debug_addr.map_or("off".to_owned(), |a| a.to_string()),
+            internal = internal_addr.as_deref().unwrap_or("off"),
             node = config.raft.node_id,
             blobs = config.blobs.name(),
             meta = %config.raft.data_dir.display(),
