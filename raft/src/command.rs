@@ -76,6 +76,14 @@ pub enum Command {
         cluster_id: String,
         survivor: NodeId,
     },
+    /// [`Command::PutManifest`] with any number of tags, all applied in the
+    /// same entry (`PUT …/manifests/<digest>?tag=a&tag=b`).
+    PutManifestTags {
+        repo: String,
+        digest: Digest,
+        tags: Vec<String>,
+        manifest: ManifestRecord,
+    },
 }
 
 impl Command {

@@ -278,3 +278,61 @@ async fn manifests_of_every_media_type() {
         Some(digest)
     );
 }
+
+/// Spec 1.1.1: a manifest pushed by digest with `?tag=` parameters gets
+/// each tag in the same write, named back in `OCI-Tag` headers; a bad tag
+/// among them is refused and nothing is stored.
+#[tokio::test]
+async fn a_push_by_digest_with_tag_parameters_applies_every_tag() {
+    let node = TestNode::start();
+    let client = node.client();
+    let config = b"{\"tags\":\"many\"}".to_vec();
+    client.push_blob("multi/app", &config).await;
+    let manifest = oci::image_manifest(&config, &[]);
+    let digest = sha256(&manifest);
+    let put = client
+        .put_manifest(
+            "multi/app",
+            &format!("{digest}?tag=v1&tag=latest&tag=v1"),
+            OCI_MANIFEST,
+            &manifest,
+        )
+        .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let tags: Vec<&str> = put
+        .headers()
+        .get_all("OCI-Tag")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["v1", "latest"]);
+    for tag in ["v1", "latest"] {
+        let got = client.manifest("multi/app", tag).await;
+        assert_eq!(got.status(), StatusCode::OK, "{tag}");
+        assert_eq!(bytes(got).await, manifest, "{tag}");
+    }
+
+    let other = oci::image_manifest(&config, &[]);
+    let mut other: serde_json::Value = serde_json::from_slice(&other).unwrap();
+    other["annotations"] = serde_json::json!({"n": "2"});
+    let other = serde_json::to_vec(&other).unwrap();
+    let other_digest = sha256(&other);
+    let refused = client
+        .put_manifest(
+            "multi/app",
+            &format!("{other_digest}?tag=ok&tag=-bad"),
+            OCI_MANIFEST,
+            &other,
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(refused).await, "TAG_INVALID");
+    assert_eq!(
+        client.manifest("multi/app", &other_digest).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        client.manifest("multi/app", "ok").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}

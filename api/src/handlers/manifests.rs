@@ -63,21 +63,50 @@ pub async fn put(
             (hasher.finish(), Some(tag.as_str().to_owned()))
         }
     };
+    // Spec 1.1.1: `?tag=a&tag=b` tags a manifest pushed by digest with each.
+    let mut query_tags: Vec<String> = Vec::new();
+    for (key, value) in web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
+    {
+        if key == "tag" {
+            let tag = crate::names::Tag::parse(&value)?.as_str().to_owned();
+            if !query_tags.contains(&tag) {
+                query_tags.push(tag);
+            }
+        }
+    }
     let subject = parsed.subject.clone();
-    let command = Command::PutManifest {
-        repo: name.to_string(),
-        digest: digest.clone(),
-        tag,
-        manifest: ManifestRecord {
-            media_type: parsed.media_type,
-            bytes: bytes.to_vec(),
-            blobs: parsed.blobs,
-            children: parsed.children,
-            subject: parsed.subject,
-            artifact_type: parsed.artifact_type,
-            annotations: parsed.annotations,
-            at_ms: now_ms(),
-        },
+    let record = ManifestRecord {
+        media_type: parsed.media_type,
+        bytes: bytes.to_vec(),
+        blobs: parsed.blobs,
+        children: parsed.children,
+        subject: parsed.subject,
+        artifact_type: parsed.artifact_type,
+        annotations: parsed.annotations,
+        at_ms: now_ms(),
+    };
+    let command = if query_tags.is_empty() {
+        Command::PutManifest {
+            repo: name.to_string(),
+            digest: digest.clone(),
+            tag,
+            manifest: record,
+        }
+    } else {
+        let mut tags = query_tags.clone();
+        if let Some(tag) = tag {
+            if !tags.contains(&tag) {
+                tags.insert(0, tag);
+            }
+        }
+        Command::PutManifestTags {
+            repo: name.to_string(),
+            digest: digest.clone(),
+            tags,
+            manifest: record,
+        }
     };
     match state.meta.propose(command).await? {
         Response::Done => {}
@@ -98,6 +127,9 @@ pub async fn put(
     response
         .insert_header(("Location", format!("/v2/{name}/manifests/{digest}")))
         .insert_header((DOCKER_CONTENT_DIGEST, digest.to_string()));
+    for tag in &query_tags {
+        response.append_header(("OCI-Tag", tag.as_str()));
+    }
     if let Some(subject) = subject {
         response.insert_header(("OCI-Subject", subject.to_string()));
     }

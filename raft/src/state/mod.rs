@@ -29,6 +29,37 @@ pub fn apply(
     Ok((batch, response))
 }
 
+/// Stores a manifest, tagged with each of `tags`, once every blob and
+/// child it references is in the repository.
+fn put_manifest(
+    view: &StateView,
+    repo: &str,
+    digest: &storage::Digest,
+    tags: &[String],
+    manifest: &crate::ManifestRecord,
+    batch: &mut sled::Batch,
+) -> Result<Response, ApplyError> {
+    for blob in &manifest.blobs {
+        if view.blob_in_repo(repo, blob)?.is_none() {
+            return Ok(Response::ManifestReferenceUnknown(blob.clone()));
+        }
+    }
+    for child in &manifest.children {
+        if child != digest && view.manifest(repo, child)?.is_none() {
+            return Ok(Response::ManifestReferenceUnknown(child.clone()));
+        }
+    }
+    batch.insert(keys::manifest(repo, digest), encode(manifest)?);
+    for tag in tags {
+        batch.insert(keys::tag(repo, tag), digest.to_string().into_bytes());
+    }
+    if let Some(subject) = &manifest.subject {
+        batch.insert(keys::referrer(repo, subject, digest), Vec::<u8>::new());
+    }
+    batch.insert(keys::repo(repo), Vec::<u8>::new());
+    Ok(Response::Done)
+}
+
 fn apply_into(
     view: &StateView,
     index: u64,
@@ -101,37 +132,13 @@ fn apply_into(
             digest,
             tag,
             manifest,
-        } => {
-            let mut missing = None;
-            for blob in &manifest.blobs {
-                if view.blob_in_repo(repo, blob)?.is_none() {
-                    missing = Some(blob.clone());
-                    break;
-                }
-            }
-            if missing.is_none() {
-                for child in &manifest.children {
-                    if child != digest && view.manifest(repo, child)?.is_none() {
-                        missing = Some(child.clone());
-                        break;
-                    }
-                }
-            }
-            match missing {
-                Some(d) => Response::ManifestReferenceUnknown(d),
-                None => {
-                    batch.insert(keys::manifest(repo, digest), encode(manifest)?);
-                    if let Some(tag) = tag {
-                        batch.insert(keys::tag(repo, tag), digest.to_string().into_bytes());
-                    }
-                    if let Some(subject) = &manifest.subject {
-                        batch.insert(keys::referrer(repo, subject, digest), Vec::<u8>::new());
-                    }
-                    batch.insert(keys::repo(repo), Vec::<u8>::new());
-                    Response::Done
-                }
-            }
-        }
+        } => put_manifest(view, repo, digest, tag.as_slice(), manifest, batch)?,
+        Command::PutManifestTags {
+            repo,
+            digest,
+            tags,
+            manifest,
+        } => put_manifest(view, repo, digest, tags, manifest, batch)?,
         Command::DeleteManifest { repo, digest } => match view.manifest(repo, digest)? {
             None => Response::ManifestUnknown,
             Some(record) => {
