@@ -336,3 +336,41 @@ async fn a_push_by_digest_with_tag_parameters_applies_every_tag() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A last chunk on the `PUT` whose `Content-Range` does not start at the
+/// session's offset answers 416, like an out-of-order `PATCH`, and leaves
+/// the session usable.
+#[tokio::test]
+async fn an_out_of_order_final_chunk_is_refused_and_the_session_survives() {
+    let node = TestNode::start();
+    let client = node.client();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    let digest = sha256(&data);
+    let session = client.start_upload("lastchunk").await;
+    let response = client.patch(&session, 0, &data[..100_000]).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let session = location(&response);
+    let separator = if session.contains('?') { '&' } else { '?' };
+    let wrong = client
+        .request(Method::PUT, &format!("{session}{separator}digest={digest}"))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", "150000-199999")
+        .body(data[150_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let status = client.get(&session).await;
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&status, "Range").as_deref(), Some("0-99999"));
+    let right = client
+        .request(Method::PUT, &format!("{session}{separator}digest={digest}"))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", "100000-199999")
+        .body(data[100_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), StatusCode::CREATED);
+    assert_eq!(bytes(client.blob("lastchunk", &digest).await).await, data);
+}

@@ -206,20 +206,7 @@ pub async fn patch(
     name: &RepoName,
     id: Uuid,
 ) -> ApiResult<HttpResponse> {
-    let start = match header(req, "Content-Range") {
-        None => None,
-        Some(raw) => {
-            let (start, end) = parse_content_range(raw)?;
-            let declared = header(req, "Content-Length").and_then(|l| l.trim().parse::<u64>().ok());
-            if declared.is_some_and(|len| len != end - start + 1) {
-                return Err(ApiError::new(
-                    ErrorCode::BlobUploadInvalid,
-                    format!("Content-Range {raw:?} does not match Content-Length {declared:?}"),
-                ));
-            }
-            Some(start)
-        }
-    };
+    let start = chunk_start(req)?;
     let (addr, payload) = match locate(state, req, payload, name, id).await? {
         Owner::Elsewhere(response) => return Ok(response),
         Owner::Here(addr, payload) => (addr, payload),
@@ -244,6 +231,7 @@ pub async fn finish(
         ));
     };
     let digest = parse_digest(raw)?;
+    let start = chunk_start(req)?;
     let (addr, payload) = match locate(state, req, payload, name, id).await? {
         Owner::Elsewhere(response) => return Ok(response),
         Owner::Here(addr, payload) => (addr, payload),
@@ -252,6 +240,7 @@ pub async fn finish(
         let (forward, body) = pump(payload, state.metrics.received_bytes.clone());
         let message = Finish {
             digest: digest.clone(),
+            start,
             body: Some(body),
         };
         let (_, size) = futures::join!(forward, addr.send(message));
@@ -259,6 +248,7 @@ pub async fn finish(
     } else {
         addr.send(Finish {
             digest: digest.clone(),
+            start: None,
             body: None,
         })
         .await??
@@ -280,6 +270,23 @@ pub async fn cancel(
     };
     addr.send(Cancel).await??;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Where a chunk says it starts (`Content-Range`, checked against
+/// `Content-Length`), if it says.
+fn chunk_start(req: &HttpRequest) -> ApiResult<Option<u64>> {
+    let Some(raw) = header(req, "Content-Range") else {
+        return Ok(None);
+    };
+    let (start, end) = parse_content_range(raw)?;
+    let declared = header(req, "Content-Length").and_then(|l| l.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len != end - start + 1) {
+        return Err(ApiError::new(
+            ErrorCode::BlobUploadInvalid,
+            format!("Content-Range {raw:?} does not match Content-Length {declared:?}"),
+        ));
+    }
+    Ok(Some(start))
 }
 
 /// `Content-Range: <start>-<end>` (the spec's form; `bytes ` prefix tolerated).

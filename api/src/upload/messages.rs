@@ -24,8 +24,11 @@ impl Message for Status {
 
 /// Appends an optional last chunk, verifies the digest, moves the bytes to
 /// their content address and records the blob. Answers the blob's size.
+/// `start`, as in [`Append`], must equal the offset when the last chunk
+/// came with `Content-Range`; if not, nothing changes.
 pub struct Finish {
     pub digest: Digest,
+    pub start: Option<u64>,
     pub body: Option<Body>,
 }
 

@@ -123,7 +123,7 @@ impl Handler<Finish> for UploadSession {
 
     fn handle(&mut self, msg: Finish, _: &mut Context<Self>) -> Self::Result {
         self.exclusive(|mut w| async move {
-            let result = w.finish(msg.digest, msg.body).await;
+            let result = w.finish(msg.digest, msg.start, msg.body).await;
             let done = matches!(result, Ok(_) | Err(UploadError::Unknown));
             (w, result, done)
         })
@@ -202,9 +202,14 @@ impl Worker {
         Ok(progress.hasher.bytes())
     }
 
-    async fn finish(&mut self, digest: Digest, body: Option<Body>) -> Result<u64, UploadError> {
+    async fn finish(
+        &mut self,
+        digest: Digest,
+        start: Option<u64>,
+        body: Option<Body>,
+    ) -> Result<u64, UploadError> {
         if let Some(body) = body {
-            self.append(None, body).await?;
+            self.append(start, body).await?;
         }
         let running = self.progress().await?.hasher.clone();
         let size = running.bytes();
