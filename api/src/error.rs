@@ -1,8 +1,10 @@
 //! The OCI error table and the one place an error becomes an HTTP response.
 //!
 //! Codes are those of the OCI Distribution Specification's error table, plus
-//! four that distribution registers and clients know: `RANGE_INVALID` (416),
+//! three that distribution registers and clients know:
 //! `PAGINATION_NUMBER_INVALID` (400), `UNAVAILABLE` (503) and `UNKNOWN` (500).
+//! A 416 (an unsatisfiable `Range`, an out-of-order chunk) has no body: its
+//! headers carry the answer.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -197,6 +199,12 @@ impl ResponseError for ApiError {
         }
         for (name, value) in &self.headers {
             response.insert_header((*name, value.as_str()));
+        }
+        // The spec defines no code for 416: the headers (`Content-Range:
+        // bytes */<size>`, or the upload's `Range`) say it all (RFC 9110).
+        if self.code == ErrorCode::RangeInvalid {
+            tracing::debug!(detail = %self.detail, "range not satisfiable");
+            return response.finish();
         }
         response.json(body)
     }

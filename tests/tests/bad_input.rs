@@ -50,7 +50,12 @@ struct Case {
 
 async fn expect(node: &TestNode, before: &str, case: Case) {
     assert_eq!(case.response.status(), case.status, "{}", case.what);
-    assert_eq!(error_code(case.response).await, case.code, "{}", case.what);
+    if case.code.is_empty() {
+        let body = case.response.bytes().await.unwrap();
+        assert!(body.is_empty(), "{}: a body for a 416: {body:?}", case.what);
+    } else {
+        assert_eq!(error_code(case.response).await, case.code, "{}", case.what);
+    }
     let after = fingerprint(&node.client(), &node.blobs_dir()).await;
     assert_eq!(before, after, "{} changed state", case.what);
 }
@@ -318,7 +323,7 @@ async fn a_failed_upload_step_leaves_the_session_usable() {
         Case {
             what: "malformed Content-Range",
             status: StatusCode::RANGE_NOT_SATISFIABLE,
-            code: "RANGE_INVALID",
+            code: "", // 416: no JSON body, the headers tell
             response,
         },
     )
@@ -355,7 +360,7 @@ async fn a_failed_upload_step_leaves_the_session_usable() {
         Case {
             what: "overlapping chunk",
             status: StatusCode::RANGE_NOT_SATISFIABLE,
-            code: "RANGE_INVALID",
+            code: "", // 416: no JSON body, the headers tell
             response,
         },
     )

@@ -111,6 +111,10 @@ async fn pull_blob_whole_and_by_range() {
         header(&beyond, "Content-Range").as_deref(),
         Some("bytes */1000000")
     );
+    assert!(
+        bytes(beyond).await.is_empty(),
+        "a 416 carries no error code"
+    );
 }
 
 #[tokio::test]
