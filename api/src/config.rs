@@ -10,6 +10,9 @@ pub struct ApiConfig {
     /// Answer blob `GET`s with a `307` to a presigned URL when the backend
     /// can presign (distribution's default).
     pub redirect: bool,
+    /// Refuse every write (`storage.maintenance.readonly.enabled`), whatever
+    /// the cluster's runtime mode says.
+    pub read_only: bool,
 }
 
 impl Default for ApiConfig {
@@ -18,6 +21,7 @@ impl Default for ApiConfig {
             delete_enabled: false,
             max_manifest_bytes: 4 << 20,
             redirect: true,
+            read_only: false,
         }
     }
 }

@@ -228,6 +228,7 @@ impl From<MetaError> for ApiError {
         let code = match e {
             MetaError::Unavailable(_) | MetaError::Refused(_) => ErrorCode::Unavailable,
             MetaError::Fatal(_) => ErrorCode::Unknown,
+            MetaError::ReadOnly(_) => ErrorCode::Unsupported,
         };
         ApiError::new(code, e.to_string())
     }

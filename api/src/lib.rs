@@ -25,7 +25,7 @@ pub use state::AppState;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use error::ApiResult;
+use error::{ApiError, ApiResult, ErrorCode};
 use handlers::{base, blobs, catalog, manifests, referrers, tags, uploads};
 use route::Route;
 use tracing::Instrument;
@@ -96,6 +96,13 @@ async fn dispatch(
     response
 }
 
+/// Whether writes are refused: by this node's config, or by the cluster's
+/// mode as this node last applied it (the state machine refuses writes
+/// applied after the switch either way).
+pub fn read_only(state: &AppState) -> bool {
+    state.config.read_only || state.meta.local_view().read_only().unwrap_or(false)
+}
+
 /// The client's `X-Request-Id` when it is a sane token, else a fresh one.
 fn request_id(req: &HttpRequest) -> String {
     req.headers()
@@ -112,6 +119,12 @@ async fn handle(
     payload: web::Payload,
     route: Route,
 ) -> ApiResult<HttpResponse> {
+    if route.writes() && read_only(state) {
+        return Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "the registry is read-only: pushes and deletes are refused, pulls work",
+        ));
+    }
     match route {
         Route::Base => Ok(base::get()),
         Route::Catalog => catalog::list(state, req).await,

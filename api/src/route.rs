@@ -71,6 +71,20 @@ pub enum Access {
 }
 
 impl Route {
+    /// Whether the route changes anything (read-only mode refuses these).
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Route::PutManifest { .. }
+                | Route::DeleteManifest { .. }
+                | Route::DeleteBlob { .. }
+                | Route::StartUpload { .. }
+                | Route::PatchUpload { .. }
+                | Route::FinishUpload { .. }
+                | Route::CancelUpload { .. }
+        )
+    }
+
     /// A short stable name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

@@ -56,6 +56,48 @@ pub async fn run(command: ClusterCommand, env: &HashMap<String, String>) -> Resu
     }
 }
 
+/// `registry readonly on|off|status`, through the node's debug listener.
+pub async fn read_only(
+    mode: crate::cli::ReadOnlyMode,
+    target: Target,
+    env: &HashMap<String, String>,
+) -> Result<String, String> {
+    use crate::cli::ReadOnlyMode;
+    let base = debug_url(&target, env)?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let request = match mode {
+        ReadOnlyMode::On => client.post(format!("{base}/readonly/on")),
+        ReadOnlyMode::Off => client.post(format!("{base}/readonly/off")),
+        ReadOnlyMode::Status => client.get(format!("{base}/readonly")),
+    };
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| format!("ask {base}: {e}"))?;
+    if !answer.status().is_success() {
+        let text = answer.text().await.unwrap_or_default();
+        return Err(text.trim().to_owned());
+    }
+    let status: crate::debug::ReadOnlyStatus = answer
+        .json()
+        .await
+        .map_err(|e| format!("{base} answered no status: {e}"))?;
+    let mut out = format!(
+        "read-only: {} (cluster mode {}",
+        if status.read_only { "on" } else { "off" },
+        if status.cluster { "on" } else { "off" }
+    );
+    if status.config {
+        out.push_str("; this node's storage.maintenance.readonly.enabled is true");
+    }
+    out.push_str(")\n");
+    Ok(out)
+}
+
 /// Recovers the stopped node `config` describes (see `raft::recovery`):
 /// the new cluster's marker goes into blob storage first, so a failure
 /// there leaves the metadata directory untouched.
@@ -108,10 +150,11 @@ fn render(status: &ClusterStatus) -> String {
     let dash = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     let _ = writeln!(
         out,
-        "cluster {}  leader {}  term {}  (asked node {}: last log {}, applied {})",
+        "cluster {}  leader {}  term {}{}  (asked node {}: last log {}, applied {})",
         status.cluster_id.as_deref().unwrap_or("(unnamed)"),
         dash(status.leader),
         status.term,
+        if status.read_only { "  READ-ONLY" } else { "" },
         status.node_id,
         dash(status.last_log_index),
         dash(status.applied_index),

@@ -28,6 +28,23 @@ pub enum Command {
     /// Inspect or change the cluster through a running node's debug listener.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Turn the cluster's read-only mode on or off, or show it: while on,
+    /// pushes and deletes answer 405 UNSUPPORTED on every node and pulls
+    /// keep working. Goes through the log, so every node switches at the
+    /// same point; no restart.
+    Readonly {
+        #[arg(value_enum)]
+        mode: ReadOnlyMode,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReadOnlyMode {
+    On,
+    Off,
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

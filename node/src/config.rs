@@ -240,6 +240,17 @@ struct StorageSection {
 struct MaintenanceSection {
     #[serde(default)]
     uploadpurging: UploadPurgingSection,
+    #[serde(default)]
+    readonly: ReadOnlySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadOnlySection {
+    /// Refuse every write on this node (distribution's key); the cluster's
+    /// runtime mode (`registry readonly on|off`) cannot lift it.
+    #[serde(default)]
+    enabled: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,6 +515,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
     let redirect = !file.storage.redirect.disable;
     let purge = purge_config(&file.storage.maintenance.uploadpurging)?;
     let delete_enabled = file.storage.delete.enabled;
+    let read_only = file.storage.maintenance.readonly.enabled;
     let blobs = backend(file.storage)?;
     if file.metadata.nodeid.is_some() {
         return Err(ConfigError::Invalid(
@@ -530,6 +542,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         api: api::ApiConfig {
             delete_enabled,
             redirect,
+            read_only,
             ..api::ApiConfig::default()
         },
         log_level: level,
@@ -1076,6 +1089,17 @@ mod tests {
         let no_cluster = load(None, &HashMap::new()).unwrap();
         assert_eq!(no_cluster.internal_listen, None);
         assert!(no_cluster.raft.peers.is_empty());
+    }
+
+    #[test]
+    fn read_only_at_start_is_distributions_key() {
+        let on = load(
+            None,
+            &env(&[("REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED", "true")]),
+        )
+        .unwrap();
+        assert!(on.api.read_only);
+        assert!(!load(None, &HashMap::new()).unwrap().api.read_only);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The operators' listener (distribution's `http.debug.addr`): `/metrics`,
 //! `/healthz` (the process answers), `/readyz` (metadata is caught up
 //! with the leader and this node sees the cluster's blob storage), and the
-//! cluster commands' endpoints: `GET /cluster/status` (JSON) and
-//! `POST /cluster/remove/{id}`.
+//! cluster commands' endpoints: `GET /cluster/status` (JSON),
+//! `POST /cluster/remove/{id}`, and read-only mode: `GET /readonly`,
+//! `POST /readonly/on`, `POST /readonly/off`.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use prometheus::Registry;
@@ -20,6 +21,20 @@ struct DebugState {
     registry: Registry,
     meta: MetaStore,
     blobs: Arc<dyn BlobStore>,
+    /// `storage.maintenance.readonly.enabled` on this node.
+    read_only_by_config: bool,
+    read_only: prometheus::IntGauge,
+}
+
+/// Read-only mode as `GET /readonly` reports it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ReadOnlyStatus {
+    /// This node refuses writes, for either reason below.
+    pub read_only: bool,
+    /// The cluster's runtime mode (`registry readonly on|off`).
+    pub cluster: bool,
+    /// This node's `storage.maintenance.readonly.enabled`.
+    pub config: bool,
 }
 
 pub fn server(
@@ -27,11 +42,22 @@ pub fn server(
     registry: Registry,
     meta: MetaStore,
     blobs: Arc<dyn BlobStore>,
+    read_only_by_config: bool,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let read_only = prometheus::IntGauge::new(
+        "registry_read_only",
+        "1 while this node refuses writes (read-only mode), else 0",
+    )
+    .map_err(std::io::Error::other)?;
+    registry
+        .register(Box::new(read_only.clone()))
+        .map_err(std::io::Error::other)?;
     let state = DebugState {
         registry,
         meta,
         blobs,
+        read_only_by_config,
+        read_only,
     };
     Ok(HttpServer::new(move || {
         App::new()
@@ -41,6 +67,8 @@ pub fn server(
             .route("/readyz", web::get().to(readyz))
             .route("/cluster/status", web::get().to(cluster_status))
             .route("/cluster/remove/{id}", web::post().to(cluster_remove))
+            .route("/readonly", web::get().to(get_read_only))
+            .route("/readonly/{mode}", web::post().to(set_read_only))
     })
     .workers(1)
     .disable_signals()
@@ -49,7 +77,19 @@ pub fn server(
     .run())
 }
 
+fn read_only_status(state: &DebugState) -> ReadOnlyStatus {
+    let cluster = state.meta.local_view().read_only().unwrap_or(false);
+    ReadOnlyStatus {
+        read_only: cluster || state.read_only_by_config,
+        cluster,
+        config: state.read_only_by_config,
+    }
+}
+
 async fn metrics(state: web::Data<DebugState>) -> HttpResponse {
+    state
+        .read_only
+        .set(i64::from(read_only_status(&state).read_only));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(crate::metrics::render(&state.registry))
@@ -78,6 +118,35 @@ async fn cluster_remove(state: web::Data<DebugState>, id: web::Path<u64>) -> Htt
     match state.meta.remove_member(id).await {
         Ok(()) => HttpResponse::Ok().body(format!("removed node {id}\n")),
         Err(raft::LeaderError::Refused(why)) => HttpResponse::Conflict().body(format!("{why}\n")),
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
+    }
+}
+
+async fn get_read_only(state: web::Data<DebugState>) -> HttpResponse {
+    match state.meta.read().await {
+        Ok(_) => HttpResponse::Ok().json(read_only_status(&state)),
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
+    }
+}
+
+/// Switches the cluster's mode through the log, so every node switches at
+/// the same entry; answers once it is committed.
+async fn set_read_only(state: web::Data<DebugState>, mode: web::Path<String>) -> HttpResponse {
+    let enabled = match mode.as_str() {
+        "on" => true,
+        "off" => false,
+        other => return HttpResponse::NotFound().body(format!("{other:?} is not on or off\n")),
+    };
+    match state
+        .meta
+        .propose(raft::Command::SetReadOnly { enabled })
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(enabled, "read-only mode switched");
+            let status = read_only_status(&state);
+            HttpResponse::Ok().json(status)
+        }
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
     }
 }

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Cluster(command) => cluster(command),
+        Command::Readonly { mode, target } => {
+            admin_call(|env| Box::pin(node::admin::read_only(mode, target, env)))
+        }
     }
 }
 
@@ -69,12 +72,22 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
 }
 
 fn cluster(command: ClusterCommand) -> ExitCode {
+    admin_call(|env| Box::pin(node::admin::run(command, env)))
+}
+
+type AdminFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + 'a>>;
+
+/// Runs an operator's command and prints its answer (or its error, exit 1).
+fn admin_call(
+    call: impl for<'a> FnOnce(&'a HashMap<String, String>) -> AdminFuture<'a>,
+) -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(node::admin::run(command, &env)) {
+    match runtime.block_on(call(&env)) {
         Ok(output) => {
             print!("{output}");
             ExitCode::SUCCESS

@@ -133,6 +133,7 @@ impl Node {
                 staging.clone(),
                 config.purge.clone(),
                 metrics,
+                config.api.read_only,
             )))
         } else {
             None
@@ -156,6 +157,7 @@ impl Node {
                     registry,
                     meta.clone(),
                     blobs,
+                    config.api.read_only,
                 )?),
             ),
             None => (None, None),

@@ -112,6 +112,7 @@ pub async fn run_forever(
     staging: Staging,
     config: PurgeConfig,
     metrics: crate::metrics::PurgeMetrics,
+    read_only_by_config: bool,
 ) {
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -121,6 +122,10 @@ pub async fn run_forever(
         // cancels each stale upload once.
         if meta.leader().is_none_or(|(id, _)| id != meta.node_id()) {
             tracing::debug!("upload purge: not the leader, skipping this pass");
+            continue;
+        }
+        if read_only_by_config || meta.local_view().read_only().unwrap_or(false) {
+            tracing::info!("upload purge paused: the registry is read-only");
             continue;
         }
         let started = std::time::Instant::now();

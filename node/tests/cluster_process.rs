@@ -751,3 +751,68 @@ async fn a_rolling_restart_under_pulls_fails_no_pull() {
         &failures[..failures.len().min(5)]
     );
 }
+
+/// `registry readonly on|off|status` switches the whole cluster through
+/// the log: pushes through any node answer 405 UNSUPPORTED saying why,
+/// pulls keep working, `/metrics` and `registry cluster status` show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_mode_switches_every_node_at_runtime() {
+    let cluster = Cluster::start_ready(3).await;
+    let client = http_client();
+    let push = |i: usize, body: &'static [u8]| {
+        let client = client.clone();
+        let url = format!(
+            "{}/v2/ro/app/blobs/uploads/?digest={}",
+            cluster.url(i),
+            sha256(body)
+        );
+        async move { client.post(url).body(body).send().await.unwrap() }
+    };
+    assert_eq!(push(0, b"before").await.status(), StatusCode::CREATED);
+    let cli = |mode: &str, i: usize| {
+        let out = Command::new(env!("CARGO_BIN_EXE_registry"))
+            .args(["readonly", mode, "--addr"])
+            .arg(format!("127.0.0.1:{}", cluster.members[i].debug))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(cli("on", 0).starts_with("read-only: on"));
+    for i in 0..3 {
+        let refused = push(i, b"during").await;
+        assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED, "node {i}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNSUPPORTED");
+        assert!(
+            body["errors"][0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("read-only"),
+            "{body}"
+        );
+        let pulled = client
+            .get(format!(
+                "{}/v2/ro/app/blobs/{}",
+                cluster.url(i),
+                sha256(b"before")
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pulled.status(), StatusCode::OK, "pulls keep working");
+    }
+    assert!(cli("status", 2).starts_with("read-only: on"));
+    let metrics = client
+        .get(format!("{}/metrics", cluster.debug(1)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("registry_read_only 1"), "{metrics}");
+    assert_eq!(status(&client, &cluster.debug(2)).await["read_only"], true);
+    assert!(cli("off", 1).starts_with("read-only: off"));
+    assert_eq!(push(2, b"after").await.status(), StatusCode::CREATED);
+}

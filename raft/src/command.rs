@@ -84,9 +84,29 @@ pub enum Command {
         tags: Vec<String>,
         manifest: ManifestRecord,
     },
+    /// Turns the cluster's read-only mode on or off: while on, every client
+    /// write applied after this entry answers [`Response::ReadOnly`].
+    SetReadOnly { enabled: bool },
 }
 
 impl Command {
+    /// Whether this is a client's write, which read-only mode refuses.
+    pub fn is_client_write(&self) -> bool {
+        match self {
+            Command::Once { command, .. } => command.is_client_write(),
+            Command::CreateUpload { .. }
+            | Command::OpenUpload { .. }
+            | Command::CancelUpload { .. }
+            | Command::CommitBlob { .. }
+            | Command::PutManifest { .. }
+            | Command::PutManifestTags { .. }
+            | Command::DeleteManifest { .. }
+            | Command::DeleteTag { .. }
+            | Command::UnlinkBlob { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether applying this can make content addressed by digest vanish,
     /// which nodes serve from their local state under a read lease.
     pub fn retracts_content(&self) -> bool {
@@ -152,4 +172,6 @@ pub enum Response {
     ManifestUnknown,
     /// A claim lost: the upload is owned by another node than the claim's `from`.
     UploadOwnedElsewhere(UploadOwner),
+    /// A client write refused: the cluster is read-only.
+    ReadOnly,
 }

@@ -11,6 +11,9 @@ pub enum MetaError {
     /// lost data the cluster counted on. The message says what to do.
     #[error("{0}")]
     Refused(String),
+    /// A client write refused because the cluster is read-only.
+    #[error("the registry is read-only: {0}")]
+    ReadOnly(String),
     /// Storage failed or an invariant broke; the node cannot serve metadata.
     #[error("metadata store failed: {0}")]
     Fatal(String),

@@ -42,6 +42,9 @@ pub struct ClusterStatus {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// The cluster's runtime read-only mode (`registry readonly on|off`).
+    #[serde(default)]
+    pub read_only: bool,
     /// The last entry in the asked node's latest snapshot.
     #[serde(default)]
     pub snapshot_index: Option<u64>,
@@ -237,6 +240,7 @@ impl MetaStore {
             term: me.term,
             last_log_index: me.last_log_index,
             applied_index: self.info().applied_index,
+            read_only: self.local_view().read_only().unwrap_or(false),
             snapshot_index: raft_metrics.snapshot.map(|l| l.index),
             purged_index: raft_metrics.purged.map(|l| l.index),
             state_fingerprint: fingerprint,

@@ -276,7 +276,12 @@ impl MetaStore {
             command: Box::new(command),
         };
         let deadline = Instant::now() + self.inner.config.write_timeout;
-        let result = self.propose_until(once, deadline).await;
+        let result = match self.propose_until(once, deadline).await {
+            Ok(Response::ReadOnly) => Err(MetaError::ReadOnly(
+                "writes are refused until `registry readonly off`".to_owned(),
+            )),
+            other => other,
+        };
         timer.observe_duration();
         let outcome = match &result {
             Ok(Response::Done) => "done",

@@ -228,8 +228,13 @@ impl TestCluster {
 
     /// Restarts every node, one at a time, each ready before the next stops.
     pub fn rolling_restart(&mut self) {
+        self.rolling_restart_with(|_| {});
+    }
+
+    /// [`TestCluster::rolling_restart`], each node's config changed by `adjust`.
+    pub fn rolling_restart_with(&mut self, adjust: impl Fn(&mut NodeConfig)) {
         for i in 0..self.members.len() {
-            self.start_node(i);
+            self.start_node_with(i, &adjust);
             self.wait_ready(i);
         }
     }

@@ -130,6 +130,11 @@ impl TestNode {
         self.cluster.rolling_restart();
     }
 
+    /// [`TestNode::restart`] with every node's config changed by `adjust`.
+    pub fn restart_with(&mut self, adjust: impl Fn(&mut NodeConfig)) {
+        self.cluster.rolling_restart_with(adjust);
+    }
+
     /// The base URL of `/metrics`, `/healthz` and `/readyz` (the first node's).
     pub fn debug_url(&self) -> String {
         self.cluster.debug_url(0)

@@ -395,3 +395,45 @@ async fn a_failed_upload_step_leaves_the_session_usable() {
     let response = client.finish(&session, "sha256:bad", None).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
+
+/// `storage.maintenance.readonly.enabled`: every write answers 405 with
+/// the JSON `UNSUPPORTED` envelope saying why (distribution answers plain
+/// text there), nothing changes, pulls keep working.
+#[tokio::test]
+async fn a_node_read_only_by_config_refuses_writes_and_serves_pulls() {
+    let mut node = TestNode::start_with(|config| config.api.delete_enabled = true);
+    let config = b"{\"ro\":true}";
+    let digest = node.client().push_image("ro", "v1", config, &[]).await;
+    node.restart_with(|config| config.api.read_only = true);
+    let client = node.client();
+    let before = fingerprint(&client, &node.blobs_dir()).await;
+    let attempts = [
+        (Method::POST, "/v2/ro/blobs/uploads/".to_owned()),
+        (Method::PUT, "/v2/ro/manifests/v2".to_owned()),
+        (Method::DELETE, format!("/v2/ro/manifests/{digest}")),
+        (Method::DELETE, format!("/v2/ro/blobs/{}", sha256(config))),
+    ];
+    for (method, path) in attempts {
+        let response = client
+            .request(method.clone(), &path)
+            .header("Content-Type", oci::OCI_MANIFEST)
+            .body(b"{}".to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNSUPPORTED", "{method} {path}");
+        assert!(body["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("read-only"));
+    }
+    assert_eq!(before, fingerprint(&client, &node.blobs_dir()).await);
+    let pulled = client.manifest("ro", "v1").await;
+    assert_eq!(pulled.status(), StatusCode::OK);
+}

@@ -28,6 +28,7 @@ pub const REFERRER: &[u8] = b"f/";
 pub const UPLOAD: &[u8] = b"u/";
 pub const UPLOAD_OWNER: &[u8] = b"o/";
 pub const CLUSTER_ID: &[u8] = b"c/cluster";
+pub const READ_ONLY: &[u8] = b"c/readonly";
 pub const MEMBER: &[u8] = b"n/";
 pub const REQUEST: &[u8] = b"q/";
 pub const REQUEST_BY_INDEX: &[u8] = b"Q/";

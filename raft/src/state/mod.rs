@@ -66,6 +66,10 @@ fn apply_into(
     command: &Command,
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
+    // `Once` wraps the command: its inner command is checked on recursion.
+    if !matches!(command, Command::Once { .. }) && command.is_client_write() && view.read_only()? {
+        return Ok(Response::ReadOnly);
+    }
     let response = match command {
         Command::CreateUpload { id, repo, at_ms } => {
             let record = crate::UploadRecord {
@@ -203,6 +207,14 @@ fn apply_into(
         }
         Command::MemberRemoved { node } => {
             batch.remove(keys::member(*node));
+            Response::Done
+        }
+        Command::SetReadOnly { enabled } => {
+            if *enabled {
+                batch.insert(keys::READ_ONLY, Vec::<u8>::new());
+            } else {
+                batch.remove(keys::READ_ONLY);
+            }
             Response::Done
         }
         Command::Recovered {
@@ -516,6 +528,31 @@ mod tests {
         assert_eq!(v.joined_members().unwrap(), vec![1, 3]);
         run(&v, Command::MemberRemoved { node: 3 });
         assert!(!v.member_joined(3).unwrap());
+    }
+
+    #[test]
+    fn read_only_mode_refuses_client_writes_from_its_entry_on() {
+        let (_dir, v) = view();
+        run(&v, commit("r", "x", BlobSource::Direct));
+        run(&v, Command::SetReadOnly { enabled: true });
+        assert!(v.read_only().unwrap());
+        let refused = run(&v, commit("r", "y", BlobSource::Direct));
+        assert_eq!(refused, Response::ReadOnly);
+        assert!(v.blob(&d("y")).unwrap().is_none(), "nothing written");
+        let unlink = Command::UnlinkBlob {
+            repo: "r".into(),
+            digest: d("x"),
+        };
+        let once = Command::Once {
+            request_id: 7,
+            command: Box::new(unlink.clone()),
+        };
+        assert_eq!(run(&v, once), Response::ReadOnly);
+        assert!(v.blob_in_repo("r", &d("x")).unwrap().is_some());
+        run(&v, Command::MemberJoined { node: 2 });
+        assert!(v.member_joined(2).unwrap(), "cluster bookkeeping goes on");
+        run(&v, Command::SetReadOnly { enabled: false });
+        assert_eq!(run(&v, unlink), Response::Done);
     }
 
     #[test]

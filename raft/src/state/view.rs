@@ -162,6 +162,11 @@ impl StateView {
     }
 
     /// The cluster's id, once the first leader has named it.
+    /// Whether the cluster is in read-only mode.
+    pub fn read_only(&self) -> Result<bool> {
+        Ok(self.tree.contains_key(keys::READ_ONLY)?)
+    }
+
     pub fn cluster_id(&self) -> Result<Option<String>> {
         Ok(self
             .tree
