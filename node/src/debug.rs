@@ -137,16 +137,14 @@ async fn set_read_only(state: web::Data<DebugState>, mode: web::Path<String>) ->
         "off" => false,
         other => return HttpResponse::NotFound().body(format!("{other:?} is not on or off\n")),
     };
-    match state
-        .meta
-        .propose(raft::Command::SetReadOnly { enabled })
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(enabled, "read-only mode switched");
-            let status = read_only_status(&state);
-            HttpResponse::Ok().json(status)
-        }
+    let command = raft::Command::SetReadOnly { enabled };
+    if let Err(e) = state.meta.propose(command).await {
+        return HttpResponse::ServiceUnavailable().body(format!("{e}\n"));
+    }
+    tracing::info!(enabled, "read-only mode switched");
+    // Committed on the leader; report once this node applied it too.
+    match state.meta.read().await {
+        Ok(_) => HttpResponse::Ok().json(read_only_status(&state)),
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
     }
 }

@@ -803,15 +803,23 @@ async fn read_only_mode_switches_every_node_at_runtime() {
         assert_eq!(pulled.status(), StatusCode::OK, "pulls keep working");
     }
     assert!(cli("status", 2).starts_with("read-only: on"));
-    let metrics = client
-        .get(format!("{}/metrics", cluster.debug(1)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("registry_read_only 1"), "{metrics}");
+    // A node's gauge follows what it has applied.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client
+            .get(format!("{}/metrics", cluster.debug(1)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("registry_read_only 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(status(&client, &cluster.debug(2)).await["read_only"], true);
     assert!(cli("off", 1).starts_with("read-only: off"));
     assert_eq!(push(2, b"after").await.status(), StatusCode::CREATED);
