@@ -1,8 +1,9 @@
 //! Log output: text (coloured only on a terminal) or one JSON object per
 //! line, `log.fields` on every line, and the access log (one line per
-//! request, target [`api::ACCESS_LOG_TARGET`]) switchable. Framework
-//! chatter (actix-server's start-up lines, openraft's per-RPC retries) is
-//! kept below the chosen level's noise: warnings only.
+//! request, target [`api::ACCESS_LOG_TARGET`]) switchable. actix-server's
+//! start-up lines are kept to warnings, and openraft's ERROR per failed RPC
+//! to a peer is dropped ([`peer_rpc_error`]), so a normal restart logs no
+//! error.
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -41,15 +42,36 @@ pub fn filter(level: &str, format: &LogFormat) -> tracing_subscriber::EnvFilter 
     })
 }
 
+/// openraft logs every failed RPC to a peer as an ERROR: in replication a
+/// WARN with the error and then an ERROR "RPCError" (a field named `err`),
+/// and in elections "while requesting vote" or "timeout" (fields `target`
+/// and `error`). A peer that restarts or is down is normal in a cluster, so
+/// these are dropped: each node logs once when a peer stops and starts
+/// answering (`raft::quorum_watch`), and `registry_cluster_rpc_errors_total`
+/// counts every failure. openraft's storage errors (field `error` alone)
+/// stay ERRORs.
+pub fn peer_rpc_error(meta: &tracing::Metadata<'_>) -> bool {
+    if *meta.level() != tracing::Level::ERROR {
+        return false;
+    }
+    let has = |name: &str| meta.fields().field(name).is_some();
+    match meta.target() {
+        "openraft::replication" => has("err"),
+        "openraft::core::raft_core" => has("target") && has("error"),
+        _ => false,
+    }
+}
+
 /// Installs the global subscriber writing to stdout.
 pub fn init(level: &str, format: &LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(level, format))
-        .with_target(false);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let keep = tracing_subscriber::filter::filter_fn(|meta| !peer_rpc_error(meta));
+    let filter = filter(level, format);
     if format.json {
-        builder
+        let layer = tracing_subscriber::fmt::layer()
             .json()
-            .flatten_event(true)
             .event_format(WithFields {
                 inner: Format::default()
                     .json()
@@ -58,17 +80,21 @@ pub fn init(level: &str, format: &LogFormat) {
                 fields: format.fields.clone(),
                 json: true,
             })
-            .init();
+            .with_filter(filter)
+            .with_filter(keep);
+        tracing_subscriber::registry().with(layer).init();
     } else {
         let ansi = std::io::stdout().is_terminal();
-        builder
+        let layer = tracing_subscriber::fmt::layer()
             .with_ansi(ansi)
             .event_format(WithFields {
                 inner: Format::default().with_target(false).with_ansi(ansi),
                 fields: format.fields.clone(),
                 json: false,
             })
-            .init();
+            .with_filter(filter)
+            .with_filter(keep);
+        tracing_subscriber::registry().with(layer).init();
     }
 }
 

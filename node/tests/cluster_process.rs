@@ -189,9 +189,19 @@ fn command(member: &Member, blobs: &Path, peers: &str) -> Command {
     command
 }
 
+/// Each node's log, appended to across restarts.
+fn log_path(member: &Member) -> PathBuf {
+    member.dir.join("registry.log")
+}
+
 fn spawn(member: &Member, blobs: &Path, peers: &str) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(member))
+        .unwrap();
     command(member, blobs, peers)
-        .stdout(Stdio::null())
+        .stdout(log)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start registry")
@@ -744,6 +754,12 @@ async fn a_rolling_restart_under_pulls_fails_no_pull() {
         failures.len()
     );
     assert!(pulls > 100, "only {pulls} pulls ran");
+    // A normal rolling restart is no error: no node logged one.
+    for member in &cluster.members {
+        let log = std::fs::read_to_string(log_path(member)).unwrap();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+        assert!(errors.is_empty(), "node {} logged {errors:#?}", member.id);
+    }
     assert!(
         failures.is_empty(),
         "{} of {pulls} pulls failed: {:?}",

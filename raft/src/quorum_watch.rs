@@ -28,6 +28,7 @@ impl MetaStore {
         tokio::spawn(async move {
             let mut last_answer: HashMap<NodeId, Instant> = HashMap::new();
             let mut electing = true;
+            let mut peer_answers: std::collections::HashMap<NodeId, bool> = Default::default();
             let started = Instant::now();
             loop {
                 tokio::time::sleep(every).await;
@@ -53,6 +54,15 @@ impl MetaStore {
                 for (id, ok) in futures::future::join_all(pings).await {
                     if ok {
                         last_answer.insert(id, now);
+                    }
+                    // Once per change, not per failed RPC (openraft's own
+                    // per-RPC errors are dropped by the node's log filter).
+                    match peer_answers.insert(id, ok) {
+                        Some(false) if ok => tracing::info!(peer = id, "peer answers again"),
+                        Some(true) | None if !ok => {
+                            tracing::warn!(peer = id, "peer does not answer")
+                        }
+                        _ => {}
                     }
                 }
                 let reachable = 1 + voters
