@@ -96,11 +96,11 @@ async fn dispatch(
     response
 }
 
-/// Whether writes are refused: by this node's config, or by the cluster's
-/// mode as this node last applied it (the state machine refuses writes
-/// applied after the switch either way).
-pub fn read_only(state: &AppState) -> bool {
-    state.config.read_only || state.meta.local_view().read_only().unwrap_or(false)
+/// Whether writes are refused: by this node's config (`by_config`), or by
+/// the cluster's mode as this node last applied it (the state machine
+/// refuses writes applied after the switch either way).
+pub fn refuses_writes(by_config: bool, meta: &raft::MetaStore) -> bool {
+    by_config || meta.local_view().read_only().unwrap_or(false)
 }
 
 /// The client's `X-Request-Id` when it is a sane token, else a fresh one.
@@ -119,7 +119,7 @@ async fn handle(
     payload: web::Payload,
     route: Route,
 ) -> ApiResult<HttpResponse> {
-    if route.writes() && read_only(state) {
+    if route.writes() && refuses_writes(state.config.read_only, &state.meta) {
         return Err(ApiError::new(
             ErrorCode::Unsupported,
             "the registry is read-only: pushes and deletes are refused, pulls work",

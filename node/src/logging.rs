@@ -66,36 +66,39 @@ pub fn peer_rpc_error(meta: &tracing::Metadata<'_>) -> bool {
 pub fn init(level: &str, format: &LogFormat) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    let keep = tracing_subscriber::filter::filter_fn(|meta| !peer_rpc_error(meta));
-    let filter = filter(level, format);
-    if format.json {
-        let layer = tracing_subscriber::fmt::layer()
+    use tracing_subscriber::{Layer, Registry};
+    let fields = format.fields.clone();
+    let output: Box<dyn Layer<Registry> + Send + Sync> = if format.json {
+        let inner = Format::default()
             .json()
-            .event_format(WithFields {
-                inner: Format::default()
-                    .json()
-                    .flatten_event(true)
-                    .with_target(false),
-                fields: format.fields.clone(),
-                json: true,
-            })
-            .with_filter(filter)
-            .with_filter(keep);
-        tracing_subscriber::registry().with(layer).init();
+            .flatten_event(true)
+            .with_target(false);
+        Box::new(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .event_format(WithFields {
+                    inner,
+                    fields,
+                    json: true,
+                }),
+        )
     } else {
         let ansi = std::io::stdout().is_terminal();
-        let layer = tracing_subscriber::fmt::layer()
-            .with_ansi(ansi)
-            .event_format(WithFields {
-                inner: Format::default().with_target(false).with_ansi(ansi),
-                fields: format.fields.clone(),
-                json: false,
-            })
-            .with_filter(filter)
-            .with_filter(keep);
-        tracing_subscriber::registry().with(layer).init();
-    }
+        let inner = Format::default().with_target(false).with_ansi(ansi);
+        Box::new(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .event_format(WithFields {
+                    inner,
+                    fields,
+                    json: false,
+                }),
+        )
+    };
+    let keep = tracing_subscriber::filter::filter_fn(|meta| !peer_rpc_error(meta));
+    tracing_subscriber::registry()
+        .with(output.with_filter(filter(level, format)).with_filter(keep))
+        .init();
 }
 
 /// A formatter that adds fixed fields to what `inner` writes: inside the

@@ -124,7 +124,7 @@ pub async fn run_forever(
             tracing::debug!("upload purge: not the leader, skipping this pass");
             continue;
         }
-        if read_only_by_config || meta.local_view().read_only().unwrap_or(false) {
+        if api::refuses_writes(read_only_by_config, &meta) {
             tracing::info!("upload purge paused: the registry is read-only");
             continue;
         }

@@ -365,14 +365,7 @@ async fn kill_9_of_the_leader_during_pushes_loses_nothing_acknowledged() {
     loop {
         let mut seen = Vec::new();
         for i in 0..3 {
-            let status: serde_json::Value = client
-                .get(format!("{}/cluster/status", cluster.debug(i)))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let status = status(&client, &cluster.debug(i)).await;
             seen.push((
                 status["applied_index"].as_u64(),
                 status["state_fingerprint"].as_str().map(str::to_owned),
@@ -418,14 +411,7 @@ async fn a_node_with_wiped_metadata_refuses_to_start_and_says_what_to_do() {
     let client = reqwest::Client::new();
     let joined = async {
         loop {
-            let status: serde_json::Value = client
-                .get(format!("{}/cluster/status", cluster.debug(victim)))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let status = status(&client, &cluster.debug(victim)).await;
             if status["members"]
                 .as_array()
                 .unwrap()
@@ -508,14 +494,7 @@ async fn a_paused_leader_is_replaced_and_rejoins_as_a_follower() {
         .unwrap();
     assert_eq!(blob.status(), StatusCode::OK);
     assert_eq!(&blob.bytes().await.unwrap()[..], &during[..]);
-    let status: serde_json::Value = client
-        .get(format!("{}/cluster/status", cluster.debug(paused)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = status(&client, &cluster.debug(paused)).await;
     assert_ne!(
         status["leader"].as_u64(),
         Some(paused as u64 + 1),

@@ -183,6 +183,14 @@ where
     }
 }
 
+/// A loopback port free at the moment of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// Waits until something listens on loopback `port`; panics naming `what` after a minute.
 pub fn wait_for_port(port: u16, what: &str) {
     let listening = poll_until(std::time::Duration::from_secs(60), || {

@@ -5,7 +5,6 @@
 //! [`Swift::start_with_tempauth`] adds Swift's own `tempauth` (tokens kept in
 //! a memcached the harness starts), whose tokens expire.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -25,13 +24,6 @@ pub struct Swift {
     tempauth: bool,
     _dir: tempfile::TempDir,
     children: Vec<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 fn run(program: &str, args: &[&str]) {
@@ -97,14 +89,14 @@ impl Swift {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("node/sdb1")).expect("device dir");
         let mut swift = Swift {
-            proxy_port: free_port(),
+            proxy_port: crate::free_port(),
             tempauth,
             _dir: dir,
             children: Vec::new(),
         };
         let root = swift._dir.path().to_owned();
         for name in ["account", "container", "object"] {
-            let port = free_port();
+            let port = crate::free_port();
             let builder = root.join(format!("{name}.builder"));
             let builder = builder.to_str().expect("utf-8 temp path");
             run("swift-ring-builder", &[builder, "create", "8", "1", "1"]);
@@ -128,7 +120,7 @@ impl Swift {
             .to_owned();
         let mut pipeline = vec!["catch_errors", "tempurl"];
         if tempauth {
-            let memcached = free_port();
+            let memcached = crate::free_port();
             swift.spawn_program(
                 "memcached",
                 &[

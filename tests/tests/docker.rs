@@ -104,14 +104,21 @@ impl Daemons {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
+    /// `program` set up to talk to this test's daemon.
+    fn client_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        command
             .env(
                 "DOCKER_HOST",
                 format!("unix://{}", self.dir.path().join("docker.sock").display()),
             )
             .env("DOCKER_BUILDKIT", "0")
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"));
+        command
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        self.client_command("docker")
             .args(args)
             .output()
             .expect("docker CLI")
@@ -140,15 +147,10 @@ impl Daemons {
     /// `scripts/image TAG` with the `registry` binary of this build.
     fn build_image(&self, tag: &str) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/image");
-        let built = Command::new(script)
+        let built = self
+            .client_command(script)
             .args([tag, "--binary"])
             .arg(registry_binary())
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}", self.dir.path().join("docker.sock").display()),
-            )
-            .env("DOCKER_BUILDKIT", "0")
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
             .output()
             .expect("run scripts/image");
         Daemons::ok(built, "scripts/image");
@@ -301,8 +303,8 @@ fn the_image_runs_read_only_as_non_root_and_serves_itself() {
     );
     assert_eq!(user, "65532:65532");
 
-    let api = free_port();
-    let debug = free_port();
+    let api = registry_tests::free_port();
+    let debug = registry_tests::free_port();
     let container = Daemons::ok(
         daemons.docker(&[
             "run",
@@ -375,20 +377,12 @@ fn the_image_runs_read_only_as_non_root_and_serves_itself() {
 fn the_image_in_compose_forms_a_cluster_that_outlives_a_node() {
     let daemons = Daemons::start();
     daemons.build_image("registry:dev");
-    let ports = [free_port(), free_port(), free_port()];
+    let ports = [0; 3].map(|_| registry_tests::free_port());
     let project = format!("regtest{}", std::process::id());
     let compose_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/compose.yaml");
     let compose = |args: &[&str]| {
-        let mut command = Command::new("docker-compose");
+        let mut command = daemons.client_command("docker-compose");
         command
-            .env(
-                "DOCKER_HOST",
-                format!(
-                    "unix://{}",
-                    daemons.dir.path().join("docker.sock").display()
-                ),
-            )
-            .env("DOCKER_CONFIG", daemons.dir.path().join("docker-config"))
             .arg("-p")
             .arg(&project)
             .arg("-f")
@@ -430,15 +424,13 @@ fn the_image_in_compose_forms_a_cluster_that_outlives_a_node() {
                     && answer.bytes().await.unwrap()[..] == body[..]
             };
             let until_pushed = |port: u16, body: &'static [u8]| async move {
-                let started = std::time::Instant::now();
-                while !push(port, body).await {
-                    assert!(
-                        started.elapsed() < Duration::from_secs(90),
-                        "never pushed {:?} through port {port}",
-                        String::from_utf8_lossy(body)
-                    );
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                let pushed =
+                    registry_tests::eventually(Duration::from_secs(90), || push(port, body)).await;
+                assert!(
+                    pushed,
+                    "never pushed {:?} through port {port}",
+                    String::from_utf8_lossy(body)
+                );
             };
             until_pushed(ports[0], b"through node 1").await;
             assert!(pull(ports[1], b"through node 1").await);
@@ -454,12 +446,4 @@ fn the_image_in_compose_forms_a_cluster_that_outlives_a_node() {
         std::panic::resume_unwind(panic);
     }
     Daemons::ok(down, "docker-compose down");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

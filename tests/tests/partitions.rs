@@ -18,6 +18,8 @@ use todc_utils::specifications::register::{RegisterOperation, RegisterSpecificat
 use todc_utils::{Action, History, WGLChecker};
 
 const REPO: &str = "part/app";
+/// Writes and reads that must succeed in each phase of the schedule.
+const PHASE_OPERATIONS: usize = 8;
 
 fn cluster() -> TestCluster {
     TestCluster::start(3, None, |config| {
@@ -269,24 +271,40 @@ async fn tag_writes_and_reads_through_every_node_stay_linearizable_across_partit
             })
         })
         .collect();
-    let phase = Duration::from_millis(2500);
-    tokio::time::sleep(phase).await;
+    // Each phase lasts until the clients got more writes and reads through,
+    // so every fault is in the history with operations around it.
+    let progress = |what: &'static str| {
+        let (written, read) = (written.clone(), read.clone());
+        async move {
+            let (w, r) = (written.load(Ordering::SeqCst), read.load(Ordering::SeqCst));
+            let moved = eventually(Duration::from_secs(30), || {
+                let (written, read) = (written.clone(), read.clone());
+                async move {
+                    written.load(Ordering::SeqCst) >= w + PHASE_OPERATIONS
+                        && read.load(Ordering::SeqCst) >= r + PHASE_OPERATIONS
+                }
+            })
+            .await;
+            assert!(moved, "no progress {what}");
+        }
+    };
+    progress("before any fault").await;
     let follower = (cluster.leader() + 1) % 3 + 1;
     tracing::info!(follower, "isolate a follower");
     cluster
         .links
         .isolate(follower as u64, (1..=3).filter(|o| *o != follower as u64));
-    tokio::time::sleep(phase).await;
+    progress("with a follower isolated").await;
     cluster.links.heal();
-    tokio::time::sleep(phase).await;
+    progress("after healing the follower").await;
     let leader = cluster.leader() as u64 + 1;
     tracing::info!(leader, "isolate the leader");
     cluster
         .links
         .isolate(leader, (1..=3).filter(|o| *o != leader));
-    tokio::time::sleep(phase * 2).await;
+    progress("with the leader isolated").await;
     cluster.links.heal();
-    tokio::time::sleep(phase).await;
+    progress("after healing the leader").await;
     let leader = cluster.leader() as u64 + 1;
     let other = leader % 3 + 1;
     tracing::info!(
@@ -295,9 +313,9 @@ async fn tag_writes_and_reads_through_every_node_stay_linearizable_across_partit
         "cut one way: the leader cannot reach one follower"
     );
     cluster.links.cut(leader, other);
-    tokio::time::sleep(phase * 2).await;
+    progress("with a one-way cut").await;
     cluster.links.heal();
-    tokio::time::sleep(phase).await;
+    progress("after healing the cut").await;
     stop.store(true, Ordering::SeqCst);
     for client in clients {
         client.await.unwrap();

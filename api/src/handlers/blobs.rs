@@ -20,23 +20,9 @@ pub async fn get(
     digest: &Digest,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    // A link this node holds is served under its read lease (an unlink
-    // waits for leases to end; docs/cluster.md, Reads); a miss, or no
-    // lease, takes a linearizable read.
-    let leased = state
-        .meta
-        .leased_view()
-        .map(|view| {
-            view.blob_in_repo(name.as_str(), digest)
-                .map(|b| b.map(|_| view))
-        })
-        .transpose()?
-        .flatten();
-    let view = match leased {
-        Some(view) => view,
-        None => state.meta.read().await?,
-    };
-    let Some(blob) = view.blob_in_repo(name.as_str(), digest)? else {
+    let (_, blob) =
+        super::by_digest(state, |view| view.blob_in_repo(name.as_str(), digest)).await?;
+    let Some(blob) = blob else {
         return Err(ApiError::new(
             ErrorCode::BlobUnknown,
             format!("{digest} is not in {name}"),

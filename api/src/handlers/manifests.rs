@@ -143,40 +143,31 @@ pub async fn get(
     reference: &Reference,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    // By digest, what this node holds is served under its read lease
-    // (deletes wait for leases to end); anything else is a linearizable read.
-    let leased = match reference {
-        Reference::Digest(d) => state
-            .meta
-            .leased_view()
-            .map(|view| view.manifest(name.as_str(), d).map(|m| m.map(|_| view)))
-            .transpose()?
-            .flatten(),
-        Reference::Tag(_) => None,
+    let (view, found) = match reference {
+        Reference::Digest(d) => {
+            super::by_digest(state, |view| {
+                Ok(view.manifest(name.as_str(), d)?.map(|m| (d.clone(), m)))
+            })
+            .await?
+        }
+        Reference::Tag(tag) => {
+            let view = state.meta.read().await?;
+            let found = match view.tag(name.as_str(), tag.as_str())? {
+                Some(d) => view.manifest(name.as_str(), &d)?.map(|m| (d, m)),
+                None => None,
+            };
+            (view, found)
+        }
     };
-    let view = match leased {
-        Some(view) => view,
-        None => state.meta.read().await?,
-    };
-    let unknown = || -> ApiResult<ApiError> {
-        Ok(if view.repo_exists(name.as_str())? {
+    let Some((digest, record)) = found else {
+        return Err(if view.repo_exists(name.as_str())? {
             ApiError::new(
                 ErrorCode::ManifestUnknown,
                 format!("{reference} is not in {name}"),
             )
         } else {
             ApiError::new(ErrorCode::NameUnknown, format!("no repository {name}"))
-        })
-    };
-    let digest = match reference {
-        Reference::Digest(d) => d.clone(),
-        Reference::Tag(tag) => match view.tag(name.as_str(), tag.as_str())? {
-            Some(d) => d,
-            None => return Err(unknown()?),
-        },
-    };
-    let Some(record) = view.manifest(name.as_str(), &digest)? else {
-        return Err(unknown()?);
+        });
     };
     // Clients may send one Accept header per type (containers/image does).
     let accept: Vec<&str> = req

@@ -24,6 +24,24 @@ pub fn query(req: &HttpRequest) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Content addressed by digest, looked up with `find`: from this node's own
+/// state while it holds a read lease and has the content (deletes wait for
+/// leases to end; docs/cluster.md, Reads), else after a linearizable read,
+/// since a local miss proves nothing. Answers the state it came from too.
+pub async fn by_digest<T>(
+    state: &crate::state::AppState,
+    find: impl Fn(&raft::StateView) -> Result<Option<T>, raft::state::ApplyError>,
+) -> ApiResult<(&raft::StateView, Option<T>)> {
+    if let Some(view) = state.meta.leased_view() {
+        if let Some(found) = find(view)? {
+            return Ok((view, Some(found)));
+        }
+    }
+    let view = state.meta.read().await?;
+    let found = find(view)?;
+    Ok((view, found))
+}
+
 pub fn header<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }

@@ -76,18 +76,27 @@ impl LogStore {
     /// Appends `entries` and flushes, outside openraft: for offline
     /// recovery of a stopped node only.
     pub(crate) fn append_offline(&self, entries: &[Entry]) -> Result<(), StorageError> {
+        self.insert_entries(entries)?;
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, &e))
+    }
+
+    /// Writes `entries` into the log tree, unflushed.
+    fn insert_entries<E: std::borrow::Borrow<Entry>>(
+        &self,
+        entries: impl IntoIterator<Item = E>,
+    ) -> Result<(), StorageError> {
         let mut batch = sled::Batch::default();
         for entry in entries {
+            let entry = entry.borrow();
             let bytes =
                 encode(entry).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
             batch.insert(&index_key(entry.get_log_id().index), bytes);
         }
         self.log
             .apply_batch(batch)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
-        self.db
-            .flush()
-            .map(|_| ())
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, &e))
     }
 
@@ -185,15 +194,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes =
-                encode(&entry).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
-            batch.insert(&index_key(entry.get_log_id().index), bytes);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
+        self.insert_entries(entries)?;
         let flushed = self
             .db
             .flush_async()
