@@ -545,7 +545,7 @@ async fn push_pull_and_lose_a_pod(pods: &mut Pods) {
                 std::time::Instant::now() < deadline,
                 "pod {i} never became ready"
             );
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await; // poll interval
         }
     }
     let push = |through: usize, body: Vec<u8>| {
@@ -619,7 +619,7 @@ async fn scaled_up_pods_join_and_serve() {
             std::time::Instant::now() < deadline,
             "the new pods never became voters: {status:?}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await; // poll interval
     }
     let first = b"pushed through pod 0".to_vec();
     let answer = client

@@ -119,7 +119,7 @@ impl Cluster {
                 "node {} never became ready",
                 i + 1
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
         }
     }
 
@@ -150,7 +150,7 @@ impl Cluster {
                 }
             }
             assert!(Instant::now() < deadline, "no leader");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
         }
     }
 }
@@ -243,7 +243,7 @@ async fn pusher(
             ok &= pushed.is_ok_and(|r| r.status() == StatusCode::CREATED);
         }
         if !ok {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
             continue;
         }
         let manifest = serde_json::to_vec(&serde_json::json!({
@@ -293,7 +293,16 @@ async fn kill_9_of_the_leader_during_pushes_loses_nothing_acknowledged() {
         .collect();
     let mut failovers = Vec::new();
     for cycle in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Pushes under way through every node before the kill.
+        let before = successes.lock().unwrap().len();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while successes.lock().unwrap().len() < before + 10 {
+            assert!(
+                Instant::now() < deadline,
+                "pushes stalled before cycle {cycle}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+        }
         let leader = cluster.leader().await;
         let killed_at = Instant::now();
         cluster.kill(leader);
@@ -312,7 +321,7 @@ async fn kill_9_of_the_leader_during_pushes_loses_nothing_acknowledged() {
                 Instant::now() < deadline,
                 "pushes never resumed after cycle {cycle}"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
         };
         eprintln!(
             "cycle {cycle}: killed leader node {}, next acknowledged push after {resumed:?}",
@@ -378,7 +387,7 @@ async fn kill_9_of_the_leader_during_pushes_loses_nothing_acknowledged() {
             Instant::now() < deadline,
             "the nodes' states never matched: {seen:?}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
     }
 
     // The operator's view, through the binary.
@@ -420,7 +429,7 @@ async fn a_node_with_wiped_metadata_refuses_to_start_and_says_what_to_do() {
             {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
         }
     };
     tokio::time::timeout(Duration::from_secs(30), joined)
@@ -571,7 +580,7 @@ async fn recover_turns_a_lone_survivor_into_a_cluster_the_others_rejoin() {
             Instant::now() < deadline,
             "the members never caught up: {now}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
     };
     let peers = Cluster::peers(&cluster.members);
 
@@ -635,7 +644,7 @@ async fn recover_turns_a_lone_survivor_into_a_cluster_the_others_rejoin() {
             Instant::now() < deadline,
             "the others never rejoined: {now}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
     }
     let through_new = get(cluster.url(2)).await;
     assert_eq!(through_new.status(), StatusCode::OK);
@@ -710,18 +719,31 @@ async fn a_rolling_restart_under_pulls_fails_no_pull() {
             })
         })
         .collect();
+    // Pulls in flight around each step: wait until some more completed.
+    let more_pulls = |n: usize| {
+        let pulls = pulls.clone();
+        async move {
+            let from = pulls.load(Ordering::Relaxed);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while pulls.load(Ordering::Relaxed) < from + n {
+                assert!(Instant::now() < deadline, "the pullers stalled");
+                tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+            }
+        }
+    };
     for i in 0..3 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        more_pulls(50).await;
         let url = cluster.url(i);
         in_service.lock().unwrap().retain(|u| *u != url);
-        // The chart's preStop pause: requests already routed here arrive.
+        // Not a wait for a condition: this models the chart's preStop
+        // pause, in which requests already routed here still arrive.
         tokio::time::sleep(Duration::from_millis(300)).await;
         cluster.terminate(i);
         cluster.restart(i);
         cluster.wait_ready(i).await;
         in_service.lock().unwrap().push(url);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    more_pulls(50).await;
     stop.store(true, Ordering::Relaxed);
     for p in pullers {
         p.await.unwrap();
@@ -813,7 +835,7 @@ async fn read_only_mode_switches_every_node_at_runtime() {
             break;
         }
         assert!(Instant::now() < deadline, "{metrics}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
     }
     assert_eq!(status(&client, &cluster.debug(2)).await["read_only"], true);
     assert!(cli("off", 1).starts_with("read-only: off"));

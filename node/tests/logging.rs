@@ -37,7 +37,7 @@ fn run_node(env: &[(&str, &str)]) -> String {
             break;
         }
         assert!(Instant::now() < deadline, "the node never answered");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50)); // poll interval
     }
     common::signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();

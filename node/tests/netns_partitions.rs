@@ -146,7 +146,7 @@ where
     let deadline = Instant::now() + within;
     while !check().await {
         assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
     }
 }
 
