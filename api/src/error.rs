@@ -251,6 +251,19 @@ impl From<actix::MailboxError> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+impl From<crate::upload::CommitError> for ApiError {
+    fn from(e: crate::upload::CommitError) -> Self {
+        use crate::upload::CommitError;
+        match e {
+            CommitError::Storage(e) => e.into(),
+            CommitError::Meta(e) => e.into(),
+            CommitError::CollectedMeanwhile(_) => {
+                ApiError::new(ErrorCode::Unavailable, e.to_string())
+            }
+        }
+    }
+}
+
 impl From<crate::upload::UploadError> for ApiError {
     fn from(e: crate::upload::UploadError) -> Self {
         use crate::upload::UploadError;
@@ -267,6 +280,9 @@ impl From<crate::upload::UploadError> for ApiError {
                 ApiError::new(ErrorCode::DigestInvalid, e.to_string())
             }
             UploadError::Unknown => ApiError::new(ErrorCode::BlobUploadUnknown, e.to_string()),
+            UploadError::CollectedMeanwhile(_) => {
+                ApiError::new(ErrorCode::Unavailable, e.to_string())
+            }
             UploadError::Storage(e) => e.into(),
             UploadError::Meta(e) => e.into(),
         }

@@ -8,6 +8,10 @@
 /// turns it off with `log.accesslog.disabled`.
 pub const ACCESS_LOG_TARGET: &str = "registry::access";
 
+/// How long a presigned blob URL stays valid (distribution's S3 default).
+/// Garbage collection's grace must outlast it.
+pub const PRESIGN_EXPIRY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 pub mod config;
 pub mod error;
 pub mod forward;

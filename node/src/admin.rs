@@ -98,6 +98,81 @@ pub async fn read_only(
     Ok(out)
 }
 
+/// `registry gc [--dry-run]`: one collection through the node's debug
+/// listener, which answers when it is done.
+pub async fn collect(
+    dry_run: bool,
+    target: Target,
+    env: &HashMap<String, String>,
+) -> Result<String, String> {
+    let base = debug_url(&target, env)?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let answer = client
+        .post(format!("{base}/gc?dryrun={dry_run}"))
+        .send()
+        .await
+        .map_err(|e| format!("ask {base}: {e}"))?;
+    if !answer.status().is_success() {
+        let text = answer.text().await.unwrap_or_default();
+        return Err(text.trim().to_owned());
+    }
+    let report: crate::gc::GcReport = answer
+        .json()
+        .await
+        .map_err(|e| format!("{base} answered no report: {e}"))?;
+    let rendered = render_gc(&report);
+    if report.sweep_failures > 0 {
+        return Err(format!(
+            "{rendered}some condemned bytes could not be deleted"
+        ));
+    }
+    Ok(rendered)
+}
+
+fn render_gc(report: &crate::gc::GcReport) -> String {
+    let verb = |done: &'static str, would: &'static str| if report.dry_run { would } else { done };
+    let mut out = String::new();
+    if report.dry_run {
+        out.push_str("dry run: nothing was changed\n");
+    }
+    out.push_str(&format!(
+        "blobs {}: {} ({} bytes)\n",
+        verb("removed", "to remove"),
+        report.removed.len(),
+        report.bytes_reclaimed
+    ));
+    if report.dry_run {
+        for blob in &report.removed {
+            out.push_str(&format!("  remove {} ({} bytes)\n", blob.digest, blob.size));
+        }
+    }
+    out.push_str(&format!(
+        "blobs {}: {} (their bytes go at the first collection after storage.gc.grace)\n",
+        verb("hidden", "to hide"),
+        report.hidden.len()
+    ));
+    if report.dry_run {
+        for blob in &report.hidden {
+            out.push_str(&format!("  hide {} ({} bytes)\n", blob.digest, blob.size));
+        }
+    }
+    out.push_str(&format!(
+        "blobs hidden earlier, within their grace: {}\n",
+        report.hidden_in_grace
+    ));
+    if report.sweep_failures > 0 {
+        out.push_str(&format!(
+            "deletes failed: {} (the next collection retries them)\n",
+            report.sweep_failures
+        ));
+    }
+    out.push_str(&format!("took {} ms\n", report.took_ms));
+    out
+}
+
 /// Recovers the stopped node `config` describes (see `raft::recovery`):
 /// the new cluster's marker goes into blob storage first, so a failure
 /// there leaves the metadata directory untouched.

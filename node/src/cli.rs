@@ -38,6 +38,17 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Run one garbage collection now on a running node and print its
+    /// report. Unreferenced blobs not pushed within storage.gc.delay are
+    /// hidden; blobs hidden for longer than storage.gc.grace have their
+    /// bytes deleted. Pushes and pulls go on meanwhile.
+    Gc {
+        /// Only report what a collection would do now; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -36,6 +36,7 @@ pub struct NodeConfig {
     pub log_level: String,
     pub log: crate::logging::LogFormat,
     pub purge: crate::purge::PurgeConfig,
+    pub gc: crate::gc::GcConfig,
 }
 
 impl NodeConfig {
@@ -53,6 +54,7 @@ impl NodeConfig {
             log_level: "info".to_owned(),
             log: crate::logging::LogFormat::default(),
             purge: crate::purge::PurgeConfig::default(),
+            gc: crate::gc::GcConfig::default(),
         }
     }
 }
@@ -233,6 +235,24 @@ struct StorageSection {
     redirect: RedirectSection,
     #[serde(default)]
     maintenance: MaintenanceSection,
+    #[serde(default)]
+    gc: GcSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GcSection {
+    /// Collect on a schedule (default true).
+    enabled: Option<bool>,
+    /// How often, e.g. `1h` (the default).
+    interval: Option<String>,
+    /// Nothing pushed or mounted within this is collected, e.g. `1h` (the default).
+    delay: Option<String>,
+    /// How long a hidden blob stays revivable before its bytes go, e.g. `30m` (the default).
+    grace: Option<String>,
+    /// Scheduled collections only report.
+    #[serde(default)]
+    dryrun: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -514,9 +534,22 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
     };
     let redirect = !file.storage.redirect.disable;
     let purge = purge_config(&file.storage.maintenance.uploadpurging)?;
+    let gc = gc_config(&file.storage.gc)?;
     let delete_enabled = file.storage.delete.enabled;
     let read_only = file.storage.maintenance.readonly.enabled;
     let blobs = backend(file.storage)?;
+    let presigns = !matches!(
+        blobs,
+        storage::BackendConfig::Filesystem { .. } | storage::BackendConfig::InMemory
+    );
+    if redirect && presigns && gc.grace < api::PRESIGN_EXPIRY {
+        return Err(ConfigError::Invalid(format!(
+            "storage.gc.grace: {} is shorter than the {}-minute life of the presigned URLs \
+             pulls are redirected to; raise it or set storage.redirect.disable",
+            humantime::format_duration(gc.grace),
+            api::PRESIGN_EXPIRY.as_secs() / 60
+        )));
+    }
     if file.metadata.nodeid.is_some() {
         return Err(ConfigError::Invalid(
             "metadata.nodeid: replaced by cluster.nodeid (see docs/cluster.md)".to_owned(),
@@ -548,6 +581,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         log_level: level,
         log: log_format(&file.log)?,
         purge,
+        gc,
     })
 }
 
@@ -749,6 +783,28 @@ fn purge_config(section: &UploadPurgingSection) -> Result<crate::purge::PurgeCon
     Ok(config)
 }
 
+fn gc_config(section: &GcSection) -> Result<crate::gc::GcConfig, ConfigError> {
+    let defaults = crate::gc::GcConfig::default();
+    let duration = |key: &str, raw: &Option<String>, default| match raw {
+        None => Ok(default),
+        Some(raw) => humantime::parse_duration(raw)
+            .map_err(|e| ConfigError::Invalid(format!("storage.gc.{key}: {raw:?}: {e}"))),
+    };
+    let config = crate::gc::GcConfig {
+        enabled: section.enabled.unwrap_or(defaults.enabled),
+        interval: duration("interval", &section.interval, defaults.interval)?,
+        delay: duration("delay", &section.delay, defaults.delay)?,
+        grace: duration("grace", &section.grace, defaults.grace)?,
+        dry_run: section.dryrun,
+    };
+    if config.enabled && config.interval.is_zero() {
+        return Err(ConfigError::Invalid(
+            "storage.gc.interval: must be above zero".to_owned(),
+        ));
+    }
+    Ok(config)
+}
+
 /// Swift takes a login (`authurl`, `username`, `password`) or a fixed
 /// `storageurl` and `authtoken`, never half of either.
 fn swift_config(swift: SwiftSection) -> Result<storage::config::SwiftConfig, ConfigError> {
@@ -939,6 +995,36 @@ mod tests {
         assert_eq!(c.purge.age, std::time::Duration::from_secs(7200));
         assert_eq!(c.purge.interval, std::time::Duration::from_secs(1800));
         assert!(c.purge.dry_run);
+    }
+
+    #[test]
+    fn collection_settings_and_their_bounds() {
+        let c = load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.gc, crate::gc::GcConfig::default());
+        let f = write(
+            "storage:\n  gc:\n    interval: 10m\n    delay: 2h\n    grace: 45m\n    dryrun: true\n",
+        );
+        let c = load(
+            Some(f.path()),
+            &env(&[("REGISTRY_STORAGE_GC_ENABLED", "false")]),
+        )
+        .unwrap();
+        assert!(!c.gc.enabled && c.gc.dry_run);
+        assert_eq!(c.gc.interval, std::time::Duration::from_secs(600));
+        assert_eq!(c.gc.delay, std::time::Duration::from_secs(7200));
+        assert_eq!(c.gc.grace, std::time::Duration::from_secs(2700));
+        let f = write("storage:\n  gc:\n    grace: 5m\n  s3:\n    bucket: b\n    region: r\n");
+        let err = load(Some(f.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.gc.grace"), "{err}");
+        let f = write("storage:\n  gc:\n    grace: 5m\n  redirect:\n    disable: true\n  s3:\n    bucket: b\n    region: r\n");
+        assert!(
+            load(Some(f.path()), &HashMap::new()).is_ok(),
+            "no presigned URLs, no bound"
+        );
+        let f = write("storage:\n  gc:\n    interval: 0s\n");
+        assert!(load(Some(f.path()), &HashMap::new()).is_err());
     }
 
     #[test]

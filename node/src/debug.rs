@@ -2,8 +2,9 @@
 //! `/healthz` (the process answers), `/readyz` (metadata is caught up
 //! with the leader and this node sees the cluster's blob storage), and the
 //! cluster commands' endpoints: `GET /cluster/status` (JSON),
-//! `POST /cluster/remove/{id}`, and read-only mode: `GET /readonly`,
-//! `POST /readonly/on`, `POST /readonly/off`.
+//! `POST /cluster/remove/{id}`, read-only mode: `GET /readonly`,
+//! `POST /readonly/on`, `POST /readonly/off`, and garbage collection:
+//! `POST /gc` (`?dryrun=true` to only report), which answers the report.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use prometheus::Registry;
@@ -24,6 +25,7 @@ struct DebugState {
     /// `storage.maintenance.readonly.enabled` on this node.
     read_only_by_config: bool,
     read_only: prometheus::IntGauge,
+    collector: Arc<crate::gc::Collector>,
 }
 
 /// Read-only mode as `GET /readonly` reports it.
@@ -43,6 +45,7 @@ pub fn server(
     meta: MetaStore,
     blobs: Arc<dyn BlobStore>,
     read_only_by_config: bool,
+    collector: Arc<crate::gc::Collector>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let read_only = prometheus::IntGauge::new(
         "registry_read_only",
@@ -58,6 +61,7 @@ pub fn server(
         blobs,
         read_only_by_config,
         read_only,
+        collector,
     };
     Ok(HttpServer::new(move || {
         App::new()
@@ -69,6 +73,7 @@ pub fn server(
             .route("/cluster/remove/{id}", web::post().to(cluster_remove))
             .route("/readonly", web::get().to(get_read_only))
             .route("/readonly/{mode}", web::post().to(set_read_only))
+            .route("/gc", web::post().to(collect))
     })
     .workers(1)
     .disable_signals()
@@ -145,6 +150,22 @@ async fn set_read_only(state: web::Data<DebugState>, mode: web::Path<String>) ->
     // Committed on the leader; report once this node applied it too.
     match state.meta.read().await {
         Ok(_) => HttpResponse::Ok().json(read_only_status(&state)),
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CollectQuery {
+    #[serde(default)]
+    dryrun: bool,
+}
+
+/// Runs one collection now (after one already running here) and answers
+/// its report; 409 while the registry is read-only.
+async fn collect(state: web::Data<DebugState>, query: web::Query<CollectQuery>) -> HttpResponse {
+    match state.collector.collect(query.dryrun).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e @ crate::gc::GcError::ReadOnly) => HttpResponse::Conflict().body(format!("{e}\n")),
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
     }
 }

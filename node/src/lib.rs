@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod debug;
+pub mod gc;
 mod internal;
 pub mod logging;
 pub mod metrics;

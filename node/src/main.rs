@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         Command::Readonly { mode, target } => {
             admin_call(|env| Box::pin(node::admin::read_only(mode, target, env)))
         }
+        Command::Gc { dry_run, target } => {
+            admin_call(|env| Box::pin(node::admin::collect(dry_run, target, env)))
+        }
     }
 }
 

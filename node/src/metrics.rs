@@ -1,7 +1,10 @@
 //! The node's Prometheus registry (one per node, so in-process nodes keep
 //! separate counters) and the metrics of the node's own background tasks.
 
-use prometheus::{Encoder, Gauge, IntCounter, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use std::time::Duration;
 
 /// Upload-purge metrics: what it removed, when it last ran, how long it took.
 #[derive(Debug, Clone)]
@@ -40,6 +43,112 @@ impl PurgeMetrics {
             last_run,
             duration,
         })
+    }
+}
+
+/// Garbage-collection metrics: runs and their phases, what they removed,
+/// and the queues between collections.
+#[derive(Debug, Clone)]
+pub struct GcMetrics {
+    runs: IntCounterVec,
+    phase_seconds: GaugeVec,
+    pub removed: IntCounter,
+    pub bytes_reclaimed: IntCounter,
+    pub hidden_total: IntCounter,
+    pub sweep_failures: IntCounter,
+    /// Blobs hidden and within their grace.
+    pub hidden: IntGauge,
+    /// Condemned generations whose bytes are not deleted yet.
+    pub pending_sweeps: IntGauge,
+    last_run: Gauge,
+    last_success: IntGauge,
+    last_duration: Gauge,
+}
+
+impl GcMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = GcMetrics {
+            runs: IntCounterVec::new(
+                Opts::new(
+                    "registry_gc_runs_total",
+                    "Garbage collections by result: success, failure, dry_run",
+                ),
+                &["result"],
+            )?,
+            phase_seconds: GaugeVec::new(
+                Opts::new(
+                    "registry_gc_phase_duration_seconds",
+                    "How long each phase of the last collection took: plan, condemn, sweep, hide",
+                ),
+                &["phase"],
+            )?,
+            removed: IntCounter::new(
+                "registry_gc_blobs_removed_total",
+                "Blobs whose bytes garbage collection deleted",
+            )?,
+            bytes_reclaimed: IntCounter::new(
+                "registry_gc_bytes_reclaimed_total",
+                "Bytes of blobs garbage collection deleted",
+            )?,
+            hidden_total: IntCounter::new(
+                "registry_gc_blobs_hidden_total",
+                "Unreferenced blobs garbage collection hid (deleted after the grace unless pushed again)",
+            )?,
+            sweep_failures: IntCounter::new(
+                "registry_gc_sweep_failures_total",
+                "Deletes of condemned bytes that failed (retried by the next collection)",
+            )?,
+            hidden: IntGauge::new(
+                "registry_gc_hidden_blobs",
+                "Blobs hidden and within their grace, as the last collection saw them",
+            )?,
+            pending_sweeps: IntGauge::new(
+                "registry_gc_pending_sweeps",
+                "Condemned blobs whose bytes are not deleted yet, as the last collection saw them",
+            )?,
+            last_run: Gauge::new(
+                "registry_gc_last_run_timestamp_seconds",
+                "When the last garbage collection finished (Unix time; 0 = never)",
+            )?,
+            last_success: IntGauge::new(
+                "registry_gc_last_run_success",
+                "1 if the last garbage collection succeeded, else 0",
+            )?,
+            last_duration: Gauge::new(
+                "registry_gc_last_run_duration_seconds",
+                "How long the last garbage collection took",
+            )?,
+        };
+        registry.register(Box::new(metrics.runs.clone()))?;
+        registry.register(Box::new(metrics.phase_seconds.clone()))?;
+        registry.register(Box::new(metrics.removed.clone()))?;
+        registry.register(Box::new(metrics.bytes_reclaimed.clone()))?;
+        registry.register(Box::new(metrics.hidden_total.clone()))?;
+        registry.register(Box::new(metrics.sweep_failures.clone()))?;
+        registry.register(Box::new(metrics.hidden.clone()))?;
+        registry.register(Box::new(metrics.pending_sweeps.clone()))?;
+        registry.register(Box::new(metrics.last_run.clone()))?;
+        registry.register(Box::new(metrics.last_success.clone()))?;
+        registry.register(Box::new(metrics.last_duration.clone()))?;
+        Ok(metrics)
+    }
+
+    pub fn phase(&self, phase: &str, took: Duration) {
+        self.phase_seconds
+            .with_label_values(&[phase])
+            .set(took.as_secs_f64());
+    }
+
+    pub fn finished<T, E>(&self, result: &Result<T, E>, dry_run: bool, took: Duration) {
+        let label = match (result.is_ok(), dry_run) {
+            (false, _) => "failure",
+            (true, true) => "dry_run",
+            (true, false) => "success",
+        };
+        self.runs.with_label_values(&[label]).inc();
+        self.last_run.set(api::state::now_ms() as f64 / 1000.0);
+        self.last_success.set(i64::from(result.is_ok()));
+        self.last_duration.set(took.as_secs_f64());
     }
 }
 

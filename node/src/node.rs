@@ -3,7 +3,7 @@
 //! thread, which is how tests run several nodes in one process.
 
 use crate::config::NodeConfig;
-use crate::metrics::PurgeMetrics;
+use crate::metrics::{GcMetrics, PurgeMetrics};
 use actix_web::{dev::ServerHandle, App, HttpServer};
 use api::upload::UploadRegistry;
 use api::ApiMetrics;
@@ -55,6 +55,7 @@ pub struct Node {
     meta: MetaStore,
     uploads: actix::Addr<UploadRegistry>,
     purger: Option<tokio::task::JoinHandle<()>>,
+    collector: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -138,6 +139,17 @@ impl Node {
         } else {
             None
         };
+        let collector = Arc::new(crate::gc::Collector::new(
+            meta.clone(),
+            blobs.clone(),
+            config.gc.clone(),
+            GcMetrics::new(&registry)?,
+            config.api.read_only,
+        ));
+        let scheduled_collections = config
+            .gc
+            .enabled
+            .then(|| tokio::spawn(crate::gc::run_forever(collector.clone())));
         let mut server = HttpServer::new(move || {
             let state = state.clone();
             App::new().configure(move |cfg| api::configure(cfg, state))
@@ -158,6 +170,7 @@ impl Node {
                     meta.clone(),
                     blobs,
                     config.api.read_only,
+                    collector,
                 )?),
             ),
             None => (None, None),
@@ -181,6 +194,7 @@ impl Node {
             meta,
             uploads,
             purger,
+            collector: scheduled_collections,
         })
     }
 
@@ -243,8 +257,8 @@ impl Node {
         if let Some(task) = internal_task {
             let _ = task.await;
         }
-        if let Some(purger) = &self.purger {
-            purger.abort();
+        for task in [&self.purger, &self.collector].into_iter().flatten() {
+            task.abort();
         }
         if let Err(e) = self.uploads.send(api::upload::Shutdown).await {
             tracing::warn!(error = %e, "upload sessions did not stop cleanly");

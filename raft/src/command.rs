@@ -87,6 +87,36 @@ pub enum Command {
     /// Turns the cluster's read-only mode on or off: while on, every client
     /// write applied after this entry answers [`Response::ReadOnly`].
     SetReadOnly { enabled: bool },
+    /// [`Command::CommitBlob`] of bytes written to the key of blob
+    /// generation `generation` (`ObjectKey::blob_generation`). A blob that is
+    /// not recorded is accepted only at the generation garbage collection
+    /// left next, so bytes never land on a key condemned to deletion.
+    CommitBlobAt {
+        repo: String,
+        digest: Digest,
+        size: u64,
+        source: BlobSource,
+        at_ms: u64,
+        generation: u64,
+    },
+    /// A collection hides each of `digests` that is recorded, not hidden,
+    /// referenced by no manifest, and last pushed or mounted before
+    /// `linked_before_ms`. Hidden blobs answer 404; a push, mount or
+    /// manifest referencing one revives it.
+    TombstoneBlobs {
+        digests: Vec<Digest>,
+        linked_before_ms: u64,
+        at_ms: u64,
+    },
+    /// A collection condemns each of `digests` still hidden since before
+    /// `tombstoned_before_ms` and unreferenced: it is forgotten, and its
+    /// generation's key is queued for the sweeper, irrevocably.
+    CondemnBlobs {
+        digests: Vec<Digest>,
+        tombstoned_before_ms: u64,
+    },
+    /// The sweeper deleted the bytes of these condemned generations.
+    SweptBlobs { swept: Vec<(Digest, u64)> },
 }
 
 impl Command {
@@ -98,6 +128,7 @@ impl Command {
             | Command::OpenUpload { .. }
             | Command::CancelUpload { .. }
             | Command::CommitBlob { .. }
+            | Command::CommitBlobAt { .. }
             | Command::PutManifest { .. }
             | Command::PutManifestTags { .. }
             | Command::DeleteManifest { .. }
@@ -112,7 +143,10 @@ impl Command {
     pub fn retracts_content(&self) -> bool {
         match self {
             Command::Once { command, .. } => command.retracts_content(),
-            Command::DeleteManifest { .. } | Command::UnlinkBlob { .. } => true,
+            Command::DeleteManifest { .. }
+            | Command::UnlinkBlob { .. }
+            | Command::TombstoneBlobs { .. }
+            | Command::CondemnBlobs { .. } => true,
             _ => false,
         }
     }
@@ -174,4 +208,10 @@ pub enum Response {
     UploadOwnedElsewhere(UploadOwner),
     /// A client write refused: the cluster is read-only.
     ReadOnly,
+    /// A blob commit named a generation garbage collection condemned; the
+    /// bytes must be written to this one.
+    StaleGeneration(u64),
+    /// The digests a collection command acted on (the others no longer
+    /// qualified when it applied).
+    Collected(Vec<Digest>),
 }

@@ -13,6 +13,7 @@ pub mod command;
 pub mod config;
 pub mod error;
 mod formation;
+pub mod gc;
 pub mod identity;
 mod lease;
 pub mod membership;

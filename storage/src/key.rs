@@ -1,7 +1,10 @@
 //! The object layout. Only this file builds object keys:
 //!
 //! ```text
-//! blobs/<algorithm>/<first two hex>/<hex>      a blob, written once, never modified
+//! blobs/<algorithm>/<first two hex>/<hex>      a blob (generation 0), written once, never modified
+//! blobs/<algorithm>/<first two hex>/<hex>.g<n> generation n > 0 of a blob: the same bytes,
+//!                                              written again after garbage collection
+//!                                              deleted generation n - 1
 //! uploads/<uuid>/<offset, 20 digits>           one staged part of an upload, starting at offset
 //! cluster/<cluster id>                         marker written when a cluster is named: every
 //!                                              node checks it sees it (shared blob storage)
@@ -15,15 +18,21 @@ use std::fmt;
 pub struct ObjectKey(String);
 
 impl ObjectKey {
-    /// The content address of a blob.
+    /// The content address of a blob, generation 0 (distribution's layout).
     pub fn blob(digest: &Digest) -> Self {
+        Self::blob_generation(digest, 0)
+    }
+
+    /// Where generation `generation` of a blob lives. A generation's key is
+    /// never written again once garbage collection decided to delete it, so
+    /// a late or repeated delete can never hit bytes that are in use.
+    pub fn blob_generation(digest: &Digest, generation: u64) -> Self {
         let hex = digest.hex();
-        ObjectKey(format!(
-            "blobs/{}/{}/{}",
-            digest.algorithm().name(),
-            &hex[..2],
-            hex
-        ))
+        let base = format!("blobs/{}/{}/{}", digest.algorithm().name(), &hex[..2], hex);
+        match generation {
+            0 => ObjectKey(base),
+            n => ObjectKey(format!("{base}.g{n}")),
+        }
     }
 
     /// The folder holding every staged part of one upload.
@@ -95,6 +104,11 @@ mod tests {
             .starts_with(ObjectKey::upload_prefix(&id).as_str()));
         assert_eq!(part.part_offset(), Some(42));
         assert_eq!(key.part_offset(), None);
+        assert_eq!(ObjectKey::blob_generation(&d, 0), key);
+        assert_eq!(
+            ObjectKey::blob_generation(&d, 3).as_str(),
+            format!("{key}.g3")
+        );
         assert!(ObjectKey::from_listing("a/../b").is_none());
         assert!(ObjectKey::from_listing("/abs").is_none());
     }

@@ -24,5 +24,5 @@ pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{ErrorKind, StorageError};
 pub use key::ObjectKey;
 pub use metrics::StorageMetrics;
-pub use staging::{Part, Staging};
+pub use staging::{Part, Placement, Staging};
 pub use uuid;

@@ -10,12 +10,20 @@
 //! that many bytes, and checks the stored size after writing.
 
 use crate::blob_store::{BlobStore, ByteStream};
-use crate::digest::Digest;
 use crate::error::{ErrorKind, Result, StorageError};
 use crate::key::ObjectKey;
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// What [`Staging::place`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The target held the bytes already; the staged parts are untouched.
+    AlreadyThere,
+    /// The parts were moved or copied to the target (a move consumes them).
+    Written,
+}
 
 /// One staged part of an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,13 +106,22 @@ impl Staging {
             .boxed()
     }
 
-    /// Moves the upload's bytes to the content address of `digest` and removes
-    /// the staged parts. The caller has verified that `parts` hash to `digest`.
-    pub async fn commit(&self, upload: &Uuid, parts: Vec<Part>, digest: &Digest) -> Result<()> {
-        let target = ObjectKey::blob(digest);
+    /// Moves the upload's bytes to `target`, a blob's key (see
+    /// [`ObjectKey::blob_generation`]), and removes the staged parts. The
+    /// caller has verified that `parts` hash to the blob's digest.
+    pub async fn commit(&self, upload: &Uuid, parts: Vec<Part>, target: &ObjectKey) -> Result<()> {
+        self.place(parts, target).await?;
+        self.discard(upload).await
+    }
+
+    /// Makes `target` hold the parts' bytes: leaves the parts alone when it
+    /// already does (a blob pushed before), else moves or copies them there.
+    /// The caller has verified that `parts` hash to the blob's digest, and
+    /// discards the upload once the blob is recorded.
+    pub async fn place(&self, parts: Vec<Part>, target: &ObjectKey) -> Result<Placement> {
         let size: u64 = parts.iter().map(|p| p.size).sum();
-        match self.store.head(&target).await {
-            Ok(existing) if existing.size == size => {}
+        match self.store.head(target).await {
+            Ok(existing) if existing.size == size => return Ok(Placement::AlreadyThere),
             Ok(existing) => {
                 tracing::warn!(
                     key = %target,
@@ -112,14 +129,12 @@ impl Staging {
                     expected = size,
                     "a stored blob has the wrong size; rewriting it"
                 );
-                self.write_blob(parts, &target, size).await?;
             }
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                self.write_blob(parts, &target, size).await?
-            }
+            Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        self.discard(upload).await
+        self.write_blob(parts, target, size).await?;
+        Ok(Placement::Written)
     }
 
     /// Writes the parts' concatenation to `target` and checks that the store
@@ -163,6 +178,7 @@ impl Staging {
 mod tests {
     use super::*;
     use crate::backends::memory::MemoryStore;
+    use crate::digest::Digest;
     use bytes::Bytes;
 
     fn body(data: &'static [u8]) -> ByteStream {
@@ -190,7 +206,10 @@ mod tests {
         let parts = staging.parts(&id).await.unwrap();
         assert_eq!(parts.len(), 2);
         let digest = Digest::sha256_of(b"hello world");
-        staging.commit(&id, parts, &digest).await.unwrap();
+        staging
+            .commit(&id, parts, &ObjectKey::blob(&digest))
+            .await
+            .unwrap();
         assert_eq!(
             read(&*store, &ObjectKey::blob(&digest)).await,
             b"hello world"
@@ -201,7 +220,10 @@ mod tests {
         staging.write_part(&single, 0, body(b"one")).await.unwrap();
         let digest = Digest::sha256_of(b"one");
         let parts = staging.parts(&single).await.unwrap();
-        staging.commit(&single, parts, &digest).await.unwrap();
+        staging
+            .commit(&single, parts, &ObjectKey::blob(&digest))
+            .await
+            .unwrap();
         assert_eq!(read(&*store, &ObjectKey::blob(&digest)).await, b"one");
         assert_eq!(
             store
@@ -232,7 +254,10 @@ mod tests {
         let id = Uuid::new_v4();
         staging.write_part(&id, 0, body(b"complete")).await.unwrap();
         let parts = staging.parts(&id).await.unwrap();
-        staging.commit(&id, parts, &digest).await.unwrap();
+        staging
+            .commit(&id, parts, &ObjectKey::blob(&digest))
+            .await
+            .unwrap();
         assert_eq!(read(&*store, &target).await, b"complete");
     }
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod bench_smoke;
 mod cluster;
 mod docker;
+mod gc;
 mod gcs_backend;
 mod helm;
 mod metrics;

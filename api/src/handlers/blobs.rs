@@ -10,8 +10,7 @@ use futures::TryStreamExt;
 use raft::{Command, Response};
 use storage::{ByteRange, Digest, ObjectKey};
 
-/// How long a presigned blob URL stays valid (distribution's S3 default).
-const PRESIGN_EXPIRY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+use crate::PRESIGN_EXPIRY;
 
 pub async fn get(
     state: &AppState,
@@ -21,7 +20,7 @@ pub async fn get(
     head: bool,
 ) -> ApiResult<HttpResponse> {
     let (_, blob) =
-        super::by_digest(state, |view| view.blob_in_repo(name.as_str(), digest)).await?;
+        super::by_digest(state, |view| view.servable_blob(name.as_str(), digest)).await?;
     let Some(blob) = blob else {
         return Err(ApiError::new(
             ErrorCode::BlobUnknown,
@@ -31,7 +30,10 @@ pub async fn get(
     if !head && state.config.redirect {
         if let Some(url) = state
             .blobs()
-            .presign_get(&ObjectKey::blob(digest), PRESIGN_EXPIRY)
+            .presign_get(
+                &ObjectKey::blob_generation(digest, blob.generation),
+                PRESIGN_EXPIRY,
+            )
             .await?
         {
             return Ok(HttpResponse::TemporaryRedirect()
@@ -80,7 +82,7 @@ pub async fn get(
     let sent = state.metrics.sent_bytes.clone();
     let stream = state
         .blobs()
-        .get(&ObjectKey::blob(digest), range)
+        .get(&ObjectKey::blob_generation(digest, blob.generation), range)
         .await?
         .inspect_ok(move |chunk| sent.inc_by(chunk.len() as u64));
     Ok(response.body(SizedStream::new(length, stream)))

@@ -67,7 +67,9 @@ async fn mount_blob(
     let Some(blob) = view.blob_in_repo(from.as_str(), digest)? else {
         return Ok(false);
     };
-    let command = Command::CommitBlob {
+    // A mount writes no bytes: the log links the blob at its recorded
+    // generation, whatever this one says.
+    let command = Command::CommitBlobAt {
         repo: name.to_string(),
         digest: digest.clone(),
         size: blob.size,
@@ -75,6 +77,7 @@ async fn mount_blob(
             from: from.to_string(),
         },
         at_ms: now_ms(),
+        generation: view.generation_to_write(digest)?,
     };
     Ok(state.meta.propose(command).await? == Response::Done)
 }

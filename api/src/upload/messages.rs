@@ -51,6 +51,8 @@ pub enum UploadError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("upload is unknown or already finished")]
     Unknown,
+    #[error("garbage collection removed {0} while it was being recorded; push it again")]
+    CollectedMeanwhile(Digest),
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
     #[error(transparent)]

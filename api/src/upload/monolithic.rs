@@ -1,11 +1,12 @@
 //! A blob pushed in one request (`POST ?digest=`): no session, no actor.
 
 use super::body::into_stream;
+use super::commit::{commit_verified, VerifiedBlob};
 use super::Body;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::{now_ms, AppState};
 use futures::TryStreamExt;
-use raft::{BlobSource, Command, Response};
+use raft::{BlobSource, Response};
 use std::sync::{Arc, Mutex};
 use storage::{Digest, Hasher};
 use uuid::Uuid;
@@ -49,15 +50,15 @@ pub async fn store_blob(
         }
     };
     let parts = state.staging.parts(&id).await?;
-    state.staging.commit(&id, parts, digest).await?;
-    let command = Command::CommitBlob {
-        repo: repo.to_owned(),
-        digest: digest.clone(),
+    let blob = VerifiedBlob {
+        upload: &id,
+        parts,
+        repo,
+        digest,
         size,
         source: BlobSource::Direct,
-        at_ms: now_ms(),
     };
-    match state.meta.propose(command).await? {
+    match commit_verified(&state.meta, &state.staging, blob, now_ms()).await? {
         Response::Done => Ok(size),
         other => Err(ApiError::new(
             ErrorCode::Unknown,

@@ -3,6 +3,7 @@
 //! next starts even though each awaits storage.
 
 use super::body::into_stream;
+use super::commit::{commit_verified, CommitError, VerifiedBlob};
 use super::messages::{Append, Cancel, Finish, Status, UploadError};
 use super::Body;
 use crate::state::now_ms;
@@ -124,7 +125,10 @@ impl Handler<Finish> for UploadSession {
     fn handle(&mut self, msg: Finish, _: &mut Context<Self>) -> Self::Result {
         self.exclusive(|mut w| async move {
             let result = w.finish(msg.digest, msg.start, msg.body).await;
-            let done = matches!(result, Ok(_) | Err(UploadError::Unknown));
+            let done = matches!(
+                result,
+                Ok(_) | Err(UploadError::Unknown | UploadError::CollectedMeanwhile(_))
+            );
             (w, result, done)
         })
     }
@@ -232,17 +236,25 @@ impl Worker {
                 actual,
             });
         }
-        self.staging.commit(&self.id, parts, &digest).await?;
-        let command = Command::CommitBlob {
-            repo: self.repo.clone(),
-            digest,
+        let blob = VerifiedBlob {
+            upload: &self.id,
+            parts,
+            repo: &self.repo,
+            digest: &digest,
             size,
             source: BlobSource::Upload(self.id.to_string()),
-            at_ms: now_ms(),
         };
-        match self.meta.propose(command).await? {
-            Response::Done => Ok(size),
-            _ => Err(UploadError::Unknown),
+        match commit_verified(&self.meta, &self.staging, blob, now_ms()).await {
+            Ok(Response::Done) => Ok(size),
+            Ok(_) => Err(UploadError::Unknown),
+            Err(CommitError::Storage(e)) => Err(e.into()),
+            Err(CommitError::Meta(e)) => Err(e.into()),
+            Err(CommitError::CollectedMeanwhile(digest)) => {
+                // The staged bytes are gone with the collected generation:
+                // the session cannot finish, so it ends here.
+                self.cancel().await?;
+                Err(UploadError::CollectedMeanwhile(digest))
+            }
         }
     }
 

@@ -4,13 +4,20 @@
 //! ```text
 //! r/<repo>                              repository exists
 //! b/<digest>                            BlobRecord (global blob index)
-//! l/<repo>\0<digest>                    blob linked into repo
+//! l/<repo>\0<digest>                    blob linked into repo; value: the blob generation
+//!                                       it was linked at (8 bytes BE; empty = 0). A link to
+//!                                       an older generation than the blob's is stale.
+//! g/<digest>                            BlobLife: generation, tombstone, last push (GC)
+//! R/<digest>\0<repo>\0<manifest>         manifest in repo references blob <digest>
+//! s/<digest>\0<generation, 8 bytes BE>   condemned generation awaiting the sweeper; value: size
 //! m/<repo>\0<digest>                    ManifestRecord
 //! t/<repo>\0<tag>                       digest the tag points at
 //! f/<repo>\0<subject>\0<referrer>       referrer manifest of subject
 //! u/<upload id>                         UploadRecord
 //! o/<upload id>                         UploadOwner
 //! c/cluster                             the cluster id
+//! c/readonly                            present while the cluster is read-only
+//! c/layout                              version of the derived indexes (R/), see `upgrade`
 //! n/<node id, 8 bytes BE>               member that has joined with its own data
 //! q/<request id, 16 bytes BE>           (log index, Response) of an applied `Once`
 //! Q/<log index, 8 bytes BE>             request id applied at that index (for pruning)
@@ -29,6 +36,10 @@ pub const UPLOAD: &[u8] = b"u/";
 pub const UPLOAD_OWNER: &[u8] = b"o/";
 pub const CLUSTER_ID: &[u8] = b"c/cluster";
 pub const READ_ONLY: &[u8] = b"c/readonly";
+pub const LAYOUT: &[u8] = b"c/layout";
+pub const BLOB_LIFE: &[u8] = b"g/";
+pub const BLOB_REFERENCE: &[u8] = b"R/";
+pub const SWEEP: &[u8] = b"s/";
 pub const MEMBER: &[u8] = b"n/";
 pub const REQUEST: &[u8] = b"q/";
 pub const REQUEST_BY_INDEX: &[u8] = b"Q/";
@@ -91,6 +102,51 @@ pub fn referrers_of(repo: &str, subject: &Digest) -> Vec<u8> {
         REFERRER,
         &[repo.as_bytes(), subject.to_string().as_bytes(), b""],
     )
+}
+
+pub fn blob_life(digest: &Digest) -> Vec<u8> {
+    join(BLOB_LIFE, &[digest.to_string().as_bytes()])
+}
+
+pub fn blob_reference(blob: &Digest, repo: &str, manifest: &Digest) -> Vec<u8> {
+    join(
+        BLOB_REFERENCE,
+        &[
+            blob.to_string().as_bytes(),
+            repo.as_bytes(),
+            manifest.to_string().as_bytes(),
+        ],
+    )
+}
+
+/// Prefix of every manifest reference to `blob`.
+pub fn references_to(blob: &Digest) -> Vec<u8> {
+    join(BLOB_REFERENCE, &[blob.to_string().as_bytes(), b""])
+}
+
+pub fn sweep(digest: &Digest, generation: u64) -> Vec<u8> {
+    join(
+        SWEEP,
+        &[digest.to_string().as_bytes(), &generation.to_be_bytes()],
+    )
+}
+
+/// The digest and generation of a key made by [`sweep`].
+pub fn parse_sweep(key: &[u8]) -> Option<(Digest, u64)> {
+    let rest = key.strip_prefix(SWEEP)?;
+    let split = rest.len().checked_sub(9)?;
+    let (digest, tail) = rest.split_at(split);
+    let generation: [u8; 8] = tail.get(1..)?.try_into().ok()?;
+    let digest = std::str::from_utf8(digest).ok()?.parse().ok()?;
+    Some((digest, u64::from_be_bytes(generation)))
+}
+
+/// The digest of a key made by [`blob`] or [`blob_life`].
+pub fn parse_digest_key(prefix: &[u8], key: &[u8]) -> Option<Digest> {
+    std::str::from_utf8(key.strip_prefix(prefix)?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 pub fn upload(id: &str) -> Vec<u8> {

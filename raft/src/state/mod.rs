@@ -5,10 +5,15 @@
 //! changes as one `sled::Batch`, which the state machine writes atomically
 //! together with `last_applied`.
 
+mod collect;
+#[cfg(test)]
+mod gc_model;
 pub mod keys;
+mod upgrade;
 mod view;
 
-pub use view::{BlobRecord, Referrer, StateView};
+pub use upgrade::upgrade;
+pub use view::{BlobLife, BlobRecord, Referrer, ServableBlob, StateView};
 
 use crate::codec::{encode, CodecError};
 use crate::command::{BlobSource, Command, Response, UploadOwner};
@@ -39,9 +44,11 @@ fn put_manifest(
     manifest: &crate::ManifestRecord,
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
+    let mut found = Vec::with_capacity(manifest.blobs.len());
     for blob in &manifest.blobs {
-        if view.blob_in_repo(repo, blob)?.is_none() {
-            return Ok(Response::ManifestReferenceUnknown(blob.clone()));
+        match view.blob_in_repo(repo, blob)? {
+            None => return Ok(Response::ManifestReferenceUnknown(blob.clone())),
+            Some(record) => found.push((blob, record)),
         }
     }
     for child in &manifest.children {
@@ -50,6 +57,10 @@ fn put_manifest(
         }
     }
     batch.insert(keys::manifest(repo, digest), encode(manifest)?);
+    for (blob, record) in found {
+        batch.insert(keys::blob_reference(blob, repo, digest), Vec::<u8>::new());
+        collect::revive_if_hidden(view, blob, &record, manifest.at_ms, batch)?;
+    }
     for tag in tags {
         batch.insert(keys::tag(repo, tag), digest.to_string().into_bytes());
     }
@@ -57,6 +68,75 @@ fn put_manifest(
         batch.insert(keys::referrer(repo, subject, digest), Vec::<u8>::new());
     }
     batch.insert(keys::repo(repo), Vec::<u8>::new());
+    Ok(Response::Done)
+}
+
+/// A blob a commit records: its bytes are at `generation`'s key.
+struct NewBlob<'a> {
+    repo: &'a str,
+    digest: &'a storage::Digest,
+    size: u64,
+    at_ms: u64,
+    generation: u64,
+}
+
+/// Records a blob (or revives one a collection hid) and links it into its
+/// repository, once its source allows it.
+fn commit_blob(
+    view: &StateView,
+    blob: &NewBlob<'_>,
+    source: &BlobSource,
+    batch: &mut sled::Batch,
+) -> Result<Response, ApplyError> {
+    let recorded = view.blob(blob.digest)?;
+    match source {
+        BlobSource::Upload(id) => {
+            if view.upload(id)?.is_none_or(|u| u.repo != blob.repo) {
+                return Ok(Response::UploadUnknown);
+            }
+        }
+        BlobSource::Direct => {}
+        BlobSource::Mount { from } => {
+            if view.blob_in_repo(from, blob.digest)?.is_none() {
+                return Ok(Response::BlobUnknown);
+            }
+        }
+    }
+    let generation = match &recorded {
+        // Recorded: its bytes are at its own generation's key, whatever this
+        // push wrote.
+        Some(record) => {
+            collect::revive(view, blob.digest, record, blob.at_ms, batch)?;
+            view.blob_life(blob.digest, record)?.generation
+        }
+        None => {
+            let next = view.generation_to_write(blob.digest)?;
+            if blob.generation != next {
+                return Ok(Response::StaleGeneration(next));
+            }
+            let record = BlobRecord {
+                size: blob.size,
+                created_at_ms: blob.at_ms,
+            };
+            batch.insert(keys::blob(blob.digest), encode(&record)?);
+            let life = BlobLife {
+                generation: next,
+                tombstoned_at_ms: None,
+                linked_at_ms: blob.at_ms,
+            };
+            batch.insert(keys::blob_life(blob.digest), encode(&life)?);
+            next
+        }
+    };
+    if let BlobSource::Upload(id) = source {
+        batch.remove(keys::upload(id));
+        batch.remove(keys::upload_owner(id));
+    }
+    batch.insert(
+        keys::link(blob.repo, blob.digest),
+        generation.to_be_bytes().to_vec(),
+    );
+    batch.insert(keys::repo(blob.repo), Vec::<u8>::new());
     Ok(Response::Done)
 }
 
@@ -95,41 +175,34 @@ fn apply_into(
             source,
             at_ms,
         } => {
-            let allowed = match source {
-                BlobSource::Upload(id) => {
-                    let open = view.upload(id)?.is_some_and(|u| &u.repo == repo);
-                    if open {
-                        batch.remove(keys::upload(id));
-                        batch.remove(keys::upload_owner(id));
-                        Ok(())
-                    } else {
-                        Err(Response::UploadUnknown)
-                    }
-                }
-                BlobSource::Direct => Ok(()),
-                BlobSource::Mount { from } => {
-                    if view.blob_in_repo(from, digest)?.is_some() {
-                        Ok(())
-                    } else {
-                        Err(Response::BlobUnknown)
-                    }
-                }
+            // Written before generations existed: the bytes are at the key
+            // of whatever generation is current (0, as nothing was collected).
+            let generation = view.generation_to_write(digest)?;
+            let blob = NewBlob {
+                repo,
+                digest,
+                size: *size,
+                at_ms: *at_ms,
+                generation,
             };
-            match allowed {
-                Err(rejection) => rejection,
-                Ok(()) => {
-                    if view.blob(digest)?.is_none() {
-                        let record = BlobRecord {
-                            size: *size,
-                            created_at_ms: *at_ms,
-                        };
-                        batch.insert(keys::blob(digest), encode(&record)?);
-                    }
-                    batch.insert(keys::link(repo, digest), Vec::<u8>::new());
-                    batch.insert(keys::repo(repo), Vec::<u8>::new());
-                    Response::Done
-                }
-            }
+            commit_blob(view, &blob, source, batch)?
+        }
+        Command::CommitBlobAt {
+            repo,
+            digest,
+            size,
+            source,
+            at_ms,
+            generation,
+        } => {
+            let blob = NewBlob {
+                repo,
+                digest,
+                size: *size,
+                at_ms: *at_ms,
+                generation: *generation,
+            };
+            commit_blob(view, &blob, source, batch)?
         }
         Command::PutManifest {
             repo,
@@ -147,6 +220,9 @@ fn apply_into(
             None => Response::ManifestUnknown,
             Some(record) => {
                 batch.remove(keys::manifest(repo, digest));
+                for blob in &record.blobs {
+                    batch.remove(keys::blob_reference(blob, repo, digest));
+                }
                 for (tag, target) in view.tags_with_targets(repo)? {
                     if &target == digest {
                         batch.remove(keys::tag(repo, &tag));
@@ -245,6 +321,21 @@ fn apply_into(
                 generation: 0,
             };
             batch.insert(keys::upload_owner(id), encode(&owner)?);
+            Response::Done
+        }
+        Command::TombstoneBlobs {
+            digests,
+            linked_before_ms,
+            at_ms,
+        } => collect::tombstone(view, digests, *linked_before_ms, *at_ms, batch)?,
+        Command::CondemnBlobs {
+            digests,
+            tombstoned_before_ms,
+        } => collect::condemn(view, digests, *tombstoned_before_ms, batch)?,
+        Command::SweptBlobs { swept } => {
+            for (digest, generation) in swept {
+                batch.remove(keys::sweep(digest, *generation));
+            }
             Response::Done
         }
         Command::ClaimUpload { id, from, to } => {
@@ -571,6 +662,218 @@ mod tests {
         );
         assert_eq!(v.cluster_id().unwrap().as_deref(), Some("new"));
         assert_eq!(v.joined_members().unwrap(), vec![2]);
+    }
+
+    fn commit_at(repo: &str, blob: &str, generation: u64, at_ms: u64) -> Command {
+        Command::CommitBlobAt {
+            repo: repo.into(),
+            digest: d(blob),
+            size: 3,
+            source: BlobSource::Direct,
+            at_ms,
+            generation,
+        }
+    }
+
+    fn tombstone(blobs: &[&str], linked_before_ms: u64, at_ms: u64) -> Command {
+        Command::TombstoneBlobs {
+            digests: blobs.iter().map(|b| d(b)).collect(),
+            linked_before_ms,
+            at_ms,
+        }
+    }
+
+    fn condemn(blobs: &[&str], tombstoned_before_ms: u64) -> Command {
+        Command::CondemnBlobs {
+            digests: blobs.iter().map(|b| d(b)).collect(),
+            tombstoned_before_ms,
+        }
+    }
+
+    fn collected(blobs: &[&str]) -> Response {
+        Response::Collected(blobs.iter().map(|b| d(b)).collect())
+    }
+
+    #[test]
+    fn a_collection_hides_then_condemns_only_unreferenced_old_blobs() {
+        let (_dir, v) = view();
+        run(&v, commit_at("r", "layer", 0, 10));
+        run(&v, commit_at("r", "loose", 0, 10));
+        run(&v, commit_at("r", "young", 0, 500));
+        let put = Command::PutManifest {
+            repo: "r".into(),
+            digest: d("m"),
+            tag: Some("v1".into()),
+            manifest: manifest(&["layer"], None),
+        };
+        assert_eq!(run(&v, put), Response::Done);
+        assert!(v.blob_referenced(&d("layer")).unwrap());
+        assert_eq!(
+            run(
+                &v,
+                tombstone(&["layer", "loose", "young", "absent"], 100, 1000)
+            ),
+            collected(&["loose"]),
+            "referenced, young and absent blobs stay"
+        );
+        assert!(
+            v.servable_blob("r", &d("loose")).unwrap().is_none(),
+            "hidden"
+        );
+        assert!(v.blob_in_repo("r", &d("loose")).unwrap().is_some(), "kept");
+        assert_eq!(
+            run(&v, condemn(&["loose", "layer"], 1000)),
+            collected(&[]),
+            "the grace has not passed"
+        );
+        assert_eq!(
+            run(&v, condemn(&["loose", "layer"], 1001)),
+            collected(&["loose"])
+        );
+        assert!(v.blob(&d("loose")).unwrap().is_none());
+        assert!(v.blob_in_repo("r", &d("loose")).unwrap().is_none());
+        assert_eq!(v.pending_sweeps().unwrap(), vec![(d("loose"), 0, 3)]);
+        assert_eq!(v.generation_to_write(&d("loose")).unwrap(), 1);
+        run(
+            &v,
+            Command::SweptBlobs {
+                swept: vec![(d("loose"), 0)],
+            },
+        );
+        assert!(v.pending_sweeps().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_push_mount_or_manifest_revives_a_hidden_blob() {
+        let (_dir, v) = view();
+        for blob in ["pushed", "mounted", "referenced"] {
+            run(&v, commit_at("a", blob, 0, 1));
+        }
+        run(&v, tombstone(&["pushed", "mounted", "referenced"], 10, 20));
+        assert_eq!(run(&v, commit_at("a", "pushed", 0, 30)), Response::Done);
+        let mount = Command::CommitBlobAt {
+            repo: "b".into(),
+            digest: d("mounted"),
+            size: 3,
+            source: BlobSource::Mount { from: "a".into() },
+            at_ms: 30,
+            generation: 0,
+        };
+        assert_eq!(run(&v, mount), Response::Done);
+        let put = Command::PutManifest {
+            repo: "a".into(),
+            digest: d("m"),
+            tag: None,
+            manifest: ManifestRecord {
+                at_ms: 30,
+                ..manifest(&["referenced"], None)
+            },
+        };
+        assert_eq!(run(&v, put), Response::Done);
+        assert!(v.servable_blob("a", &d("pushed")).unwrap().is_some());
+        assert!(v.servable_blob("b", &d("mounted")).unwrap().is_some());
+        assert!(v.servable_blob("a", &d("referenced")).unwrap().is_some());
+        assert_eq!(
+            run(&v, condemn(&["pushed", "mounted", "referenced"], 100)),
+            collected(&[]),
+            "revived blobs are not condemned"
+        );
+        // The revival counts as a push: the delay starts again.
+        assert_eq!(
+            run(&v, tombstone(&["pushed", "mounted"], 30, 40)),
+            collected(&[])
+        );
+    }
+
+    #[test]
+    fn a_condemned_generation_is_never_recorded_again() {
+        let (_dir, v) = view();
+        run(&v, commit_at("a", "x", 0, 1));
+        run(&v, commit_at("b", "x", 0, 1));
+        run(&v, tombstone(&["x"], 10, 10));
+        run(&v, condemn(&["x"], 20));
+        assert_eq!(
+            run(&v, commit_at("a", "x", 0, 30)),
+            Response::StaleGeneration(1),
+            "bytes written to the condemned key are refused"
+        );
+        assert!(v.blob(&d("x")).unwrap().is_none(), "nothing recorded");
+        assert_eq!(run(&v, commit_at("a", "x", 1, 30)), Response::Done);
+        assert_eq!(
+            v.servable_blob("a", &d("x")).unwrap().map(|b| b.generation),
+            Some(1)
+        );
+        assert!(
+            v.blob_in_repo("b", &d("x")).unwrap().is_none(),
+            "a link to the condemned generation does not come back"
+        );
+        let mount = Command::CommitBlobAt {
+            repo: "b".into(),
+            digest: d("x"),
+            size: 3,
+            source: BlobSource::Mount { from: "a".into() },
+            at_ms: 31,
+            generation: 0,
+        };
+        assert_eq!(run(&v, mount), Response::Done);
+        assert_eq!(
+            v.servable_blob("b", &d("x")).unwrap().map(|b| b.generation),
+            Some(1),
+            "a mount links the recorded generation"
+        );
+    }
+
+    #[test]
+    fn deleting_a_manifest_drops_its_references_and_collections_pause_when_read_only() {
+        let (_dir, v) = view();
+        run(&v, commit_at("r", "layer", 0, 1));
+        let put = Command::PutManifest {
+            repo: "r".into(),
+            digest: d("m"),
+            tag: None,
+            manifest: manifest(&["layer"], None),
+        };
+        run(&v, put);
+        run(
+            &v,
+            Command::DeleteManifest {
+                repo: "r".into(),
+                digest: d("m"),
+            },
+        );
+        assert!(!v.blob_referenced(&d("layer")).unwrap());
+        run(&v, Command::SetReadOnly { enabled: true });
+        assert_eq!(run(&v, tombstone(&["layer"], 10, 10)), Response::ReadOnly);
+        run(&v, Command::SetReadOnly { enabled: false });
+        assert_eq!(
+            run(&v, tombstone(&["layer"], 10, 10)),
+            collected(&["layer"])
+        );
+    }
+
+    #[test]
+    fn an_upgrade_indexes_the_references_of_manifests_stored_before() {
+        let (_dir, v) = view();
+        run(&v, commit_at("r/x", "layer", 0, 1));
+        run(
+            &v,
+            Command::PutManifest {
+                repo: "r/x".into(),
+                digest: d("m"),
+                tag: None,
+                manifest: manifest(&["layer"], None),
+            },
+        );
+        let reference = keys::blob_reference(&d("layer"), "r/x", &d("m"));
+        v.tree().remove(&reference).unwrap();
+        v.tree().remove(keys::LAYOUT).unwrap();
+        assert!(!v.blob_referenced(&d("layer")).unwrap());
+        assert!(upgrade(v.tree()).unwrap());
+        assert!(v.blob_referenced(&d("layer")).unwrap());
+        assert!(
+            !upgrade(v.tree()).unwrap(),
+            "an upgraded state stays as it is"
+        );
     }
 
     #[test]

@@ -14,6 +14,27 @@ pub struct BlobRecord {
     pub created_at_ms: u64,
 }
 
+/// What garbage collection knows of a digest. Kept after the blob's bytes
+/// are condemned, so that a generation's key is never written twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlobLife {
+    /// While the blob is recorded: the generation whose key holds its
+    /// bytes. Once condemned: the next generation a push writes.
+    pub generation: u64,
+    /// When a collection hid the blob (HEAD and GET answer 404 from then;
+    /// a push, mount or manifest referencing it revives it).
+    pub tombstoned_at_ms: Option<u64>,
+    /// When the blob was last pushed, mounted or revived.
+    pub linked_at_ms: u64,
+}
+
+/// A blob as a pull sees it: recorded, not hidden by a collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServableBlob {
+    pub size: u64,
+    pub generation: u64,
+}
+
 /// A manifest that names another as its subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Referrer {
@@ -53,12 +74,81 @@ impl StateView {
         self.get(&keys::blob(digest))
     }
 
-    /// The blob, if it is linked into `repo`.
+    /// The blob, if it is recorded and linked into `repo` (hidden by a
+    /// collection or not: a push, mount or manifest revives a hidden blob).
     pub fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<BlobRecord>> {
-        if !self.tree.contains_key(keys::link(repo, digest))? {
+        let Some(linked_at) = self.tree.get(keys::link(repo, digest))? else {
             return Ok(None);
-        }
-        self.blob(digest)
+        };
+        let Some(record) = self.blob(digest)? else {
+            return Ok(None);
+        };
+        let life = self.blob_life(digest, &record)?;
+        Ok((link_generation(&linked_at)? == life.generation).then_some(record))
+    }
+
+    /// The blob as `GET`/`HEAD` in `repo` serve it: linked there and not
+    /// hidden by a collection.
+    pub fn servable_blob(&self, repo: &str, digest: &Digest) -> Result<Option<ServableBlob>> {
+        let Some(record) = self.blob_in_repo(repo, digest)? else {
+            return Ok(None);
+        };
+        let life = self.blob_life(digest, &record)?;
+        Ok(life.tombstoned_at_ms.is_none().then_some(ServableBlob {
+            size: record.size,
+            generation: life.generation,
+        }))
+    }
+
+    /// Garbage collection's record of `digest`, given its blob record
+    /// (blobs recorded before collections existed have none: generation 0).
+    pub fn blob_life(&self, digest: &Digest, record: &BlobRecord) -> Result<BlobLife> {
+        Ok(self.get(&keys::blob_life(digest))?.unwrap_or(BlobLife {
+            generation: 0,
+            tombstoned_at_ms: None,
+            linked_at_ms: record.created_at_ms,
+        }))
+    }
+
+    /// The generation a push of `digest` writes its bytes to: the recorded
+    /// one, or for a blob not recorded, the first never condemned.
+    pub fn generation_to_write(&self, digest: &Digest) -> Result<u64> {
+        let life: Option<BlobLife> = self.get(&keys::blob_life(digest))?;
+        Ok(life.map_or(0, |life| life.generation))
+    }
+
+    /// Whether any stored manifest, in any repository, references the blob.
+    pub fn blob_referenced(&self, digest: &Digest) -> Result<bool> {
+        Ok(self
+            .tree
+            .scan_prefix(keys::references_to(digest))
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
+    /// Every recorded blob with its record, in digest order.
+    pub fn blobs(&self) -> impl Iterator<Item = Result<(Digest, BlobRecord)>> + '_ {
+        self.tree.scan_prefix(keys::BLOB).map(|item| {
+            let (key, value) = item?;
+            let digest = keys::parse_digest_key(keys::BLOB, &key)
+                .ok_or(crate::codec::CodecError::Corrupt("blob key"))?;
+            Ok((digest, decode(&value)?))
+        })
+    }
+
+    /// Condemned generations whose bytes the sweeper has yet to delete,
+    /// with their sizes.
+    pub fn pending_sweeps(&self) -> Result<Vec<(Digest, u64, u64)>> {
+        self.tree
+            .scan_prefix(keys::SWEEP)
+            .map(|item| {
+                let (key, value) = item?;
+                let (digest, generation) = keys::parse_sweep(&key)
+                    .ok_or(crate::codec::CodecError::Corrupt("sweep key"))?;
+                Ok((digest, generation, decode(&value)?))
+            })
+            .collect()
     }
 
     pub fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<ManifestRecord>> {
@@ -153,20 +243,18 @@ impl StateView {
         Ok(out)
     }
 
-    /// Every entry of the state except bookkeeping, in key order: what a
-    /// snapshot holds.
     /// Which node serves upload `id`'s session (none for uploads opened
     /// before sessions had owners: any node may claim those).
     pub fn upload_owner(&self, id: &str) -> Result<Option<UploadOwner>> {
         self.get(&keys::upload_owner(id))
     }
 
-    /// The cluster's id, once the first leader has named it.
     /// Whether the cluster is in read-only mode.
     pub fn read_only(&self) -> Result<bool> {
         Ok(self.tree.contains_key(keys::READ_ONLY)?)
     }
 
+    /// The cluster's id, once the first leader has named it.
     pub fn cluster_id(&self) -> Result<Option<String>> {
         Ok(self
             .tree
@@ -232,6 +320,8 @@ impl StateView {
         Ok(hasher.finish())
     }
 
+    /// Every entry of the state except bookkeeping, in key order: what a
+    /// snapshot holds.
     pub(crate) fn records(&self) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
         self.tree
             .iter()
@@ -240,6 +330,16 @@ impl StateView {
                     .map_or(true, |(key, _)| !key.starts_with(keys::BOOKKEEPING))
             })
             .map(|item| item.map_err(Into::into))
+    }
+}
+
+/// The generation a link value records (links written before generations
+/// existed are empty: generation 0).
+pub(crate) fn link_generation(value: &[u8]) -> Result<u64> {
+    match value.len() {
+        0 => Ok(0),
+        8 => Ok(u64::from_be_bytes(value.try_into().unwrap_or_default())),
+        _ => Err(crate::codec::CodecError::Corrupt("link value").into()),
     }
 }
 

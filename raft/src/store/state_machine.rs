@@ -60,6 +60,7 @@ impl StateMachine {
         };
         let current = sm.stored_snapshot()?.map(|stored| stored.file);
         sm.remove_snapshot_files_except(current.as_deref(), Leftovers::AlsoPartial);
+        crate::state::upgrade(sm.view.tree()).map_err(|e| Self::write_error(&e))?;
         Ok(sm)
     }
 
@@ -446,6 +447,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .tree()
                 .apply_batch(batch)
                 .map_err(|e| Self::write_error(&e))?;
+            // A snapshot from a node of an older version lacks derived indexes.
+            crate::state::upgrade(self.view.tree()).map_err(|e| Self::write_error(&e))?;
         }
         self.save_snapshot(&StoredSnapshot {
             meta: meta.clone(),

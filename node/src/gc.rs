@@ -1,0 +1,373 @@
+//! Online garbage collection (`storage.gc`): blobs that no manifest
+//! references are hidden, then condemned after a grace, then their bytes
+//! deleted, each step decided through the log (see `raft::state::collect`),
+//! so pushes and pulls go on, on every node, while it runs.
+//!
+//! One collection, on any node:
+//!
+//! 1. condemn the blobs hidden for longer than the grace;
+//! 2. sweep: delete the bytes of every condemned generation (those left by
+//!    an earlier, interrupted collection too) and record them swept;
+//! 3. hide the blobs unreferenced and not pushed within the delay.
+//!
+//! A hidden blob's bytes therefore go at the first collection after the
+//! grace; the scheduler runs one then. Every step may be cut short (a
+//! crash, a lost leadership): the log holds what was decided, and the next
+//! collection finishes it.
+
+use futures::StreamExt;
+use raft::gc::{Candidate, Graces, Plan};
+use raft::{Command, MetaError, MetaStore, Response};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storage::{BlobStore, Digest, ObjectKey};
+
+/// Digests per log entry: bounds an entry's size and its apply time.
+const BATCH: usize = 500;
+/// Deletes in flight at once while sweeping.
+const SWEEP_CONCURRENCY: usize = 16;
+
+/// `storage.gc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcConfig {
+    /// Collect on a schedule.
+    pub enabled: bool,
+    pub interval: Duration,
+    /// Nothing pushed, mounted or revived within this is collected.
+    pub delay: Duration,
+    /// How long a hidden blob stays revivable, and readable by transfers
+    /// that began before it was hidden, before its bytes are deleted.
+    pub grace: Duration,
+    /// Scheduled collections only report.
+    pub dry_run: bool,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            enabled: true,
+            interval: Duration::from_secs(3600),
+            delay: Duration::from_secs(3600),
+            grace: Duration::from_secs(30 * 60),
+            dry_run: false,
+        }
+    }
+}
+
+impl GcConfig {
+    fn graces(&self) -> Graces {
+        Graces {
+            delay_ms: self.delay.as_millis() as u64,
+            grace_ms: self.grace.as_millis() as u64,
+        }
+    }
+}
+
+/// What one collection did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Blobs whose bytes this collection deleted (or would delete):
+    /// condemned now, with those an earlier collection left to sweep.
+    pub removed: Vec<Candidate>,
+    pub bytes_reclaimed: u64,
+    /// Blobs hidden now; their bytes go at the first collection after the grace.
+    pub hidden: Vec<Candidate>,
+    /// Blobs hidden earlier and still within their grace.
+    pub hidden_in_grace: usize,
+    /// Condemned bytes whose delete failed; the next collection retries.
+    pub sweep_failures: usize,
+    pub took_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("the registry is read-only: collections are paused")]
+    ReadOnly,
+    #[error("metadata: {0}")]
+    Meta(#[from] MetaError),
+    #[error("a collection is already running on this node")]
+    Busy,
+}
+
+/// Runs collections on this node, one at a time.
+pub struct Collector {
+    meta: MetaStore,
+    blobs: Arc<dyn BlobStore>,
+    config: GcConfig,
+    metrics: crate::metrics::GcMetrics,
+    read_only_by_config: bool,
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Collector {
+    pub fn new(
+        meta: MetaStore,
+        blobs: Arc<dyn BlobStore>,
+        config: GcConfig,
+        metrics: crate::metrics::GcMetrics,
+        read_only_by_config: bool,
+    ) -> Self {
+        Collector {
+            meta,
+            blobs,
+            config,
+            metrics,
+            read_only_by_config,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn config(&self) -> &GcConfig {
+        &self.config
+    }
+
+    /// Runs one collection now, after any collection already running here.
+    pub async fn collect(&self, dry_run: bool) -> Result<GcReport, GcError> {
+        let _running = self.running.lock().await;
+        self.collect_exclusive(dry_run).await
+    }
+
+    /// Runs one collection unless one is running here already.
+    pub async fn try_collect(&self, dry_run: bool) -> Result<GcReport, GcError> {
+        let _running = self.running.try_lock().map_err(|_| GcError::Busy)?;
+        self.collect_exclusive(dry_run).await
+    }
+
+    async fn collect_exclusive(&self, dry_run: bool) -> Result<GcReport, GcError> {
+        let started = Instant::now();
+        let result = self.run(dry_run).await;
+        let took = started.elapsed();
+        self.metrics.finished(&result, dry_run, took);
+        match &result {
+            Ok(report) => tracing::info!(
+                dry_run,
+                removed = report.removed.len(),
+                bytes_reclaimed = report.bytes_reclaimed,
+                hidden = report.hidden.len(),
+                hidden_in_grace = report.hidden_in_grace,
+                sweep_failures = report.sweep_failures,
+                millis = took.as_millis() as u64,
+                "garbage collection finished"
+            ),
+            Err(e) => tracing::warn!(dry_run, error = %e, "garbage collection failed"),
+        }
+        result.map(|report| GcReport {
+            took_ms: took.as_millis() as u64,
+            ..report
+        })
+    }
+
+    async fn run(&self, dry_run: bool) -> Result<GcReport, GcError> {
+        if api::refuses_writes(self.read_only_by_config, &self.meta) {
+            return Err(GcError::ReadOnly);
+        }
+        let graces = self.config.graces();
+        let now = api::state::now_ms();
+        let phase = Instant::now();
+        let view = self.meta.read().await?;
+        let plan = raft::gc::plan(view, now, graces).map_err(MetaError::from)?;
+        self.metrics.phase("plan", phase.elapsed());
+        self.metrics.hidden.set(plan.hidden_in_grace as i64);
+        self.metrics
+            .pending_sweeps
+            .set((plan.pending_sweeps.len() + plan.condemn.len()) as i64);
+        tracing::info!(
+            dry_run,
+            to_condemn = plan.condemn.len(),
+            to_sweep = plan.pending_sweeps.len(),
+            to_hide = plan.tombstone.len(),
+            hidden_in_grace = plan.hidden_in_grace,
+            "garbage collection planned"
+        );
+        if dry_run {
+            return Ok(dry_report(plan));
+        }
+        let mut report = GcReport {
+            hidden_in_grace: plan.hidden_in_grace,
+            ..GcReport::default()
+        };
+
+        let phase = Instant::now();
+        let condemned = self
+            .propose_batches("condemn", &plan.condemn, |digests| Command::CondemnBlobs {
+                digests,
+                tombstoned_before_ms: Plan::tombstoned_before(now, graces),
+            })
+            .await?;
+        tracing::debug!(condemned = condemned.len(), "garbage collection condemned");
+        self.metrics.phase("condemn", phase.elapsed());
+
+        let phase = Instant::now();
+        let (swept, failures) = self.sweep().await?;
+        report.removed = swept.iter().map(|(c, _)| c.clone()).collect();
+        report.bytes_reclaimed = swept.iter().map(|(c, _)| c.size).sum();
+        report.sweep_failures = failures;
+        self.metrics.removed.inc_by(report.removed.len() as u64);
+        self.metrics.bytes_reclaimed.inc_by(report.bytes_reclaimed);
+        self.metrics.sweep_failures.inc_by(failures as u64);
+        self.metrics.phase("sweep", phase.elapsed());
+
+        let phase = Instant::now();
+        let hidden = self
+            .propose_batches("hide", &plan.tombstone, |digests| Command::TombstoneBlobs {
+                digests,
+                linked_before_ms: Plan::linked_before(now, graces),
+                at_ms: now,
+            })
+            .await?;
+        let sizes: std::collections::HashMap<_, _> = plan
+            .tombstone
+            .iter()
+            .map(|c| (c.digest.clone(), c.size))
+            .collect();
+        report.hidden = hidden
+            .into_iter()
+            .map(|digest| Candidate {
+                size: sizes.get(&digest).copied().unwrap_or(0),
+                digest,
+            })
+            .collect();
+        self.metrics.hidden_total.inc_by(report.hidden.len() as u64);
+        self.metrics
+            .hidden
+            .set((report.hidden_in_grace + report.hidden.len()) as i64);
+        self.metrics.phase("hide", phase.elapsed());
+        Ok(report)
+    }
+
+    /// Proposes `make(batch)` for each batch of `candidates`; answers the
+    /// digests the log acted on (the others no longer qualified).
+    async fn propose_batches(
+        &self,
+        step: &'static str,
+        candidates: &[Candidate],
+        make: impl Fn(Vec<Digest>) -> Command,
+    ) -> Result<Vec<Digest>, GcError> {
+        let mut acted = Vec::new();
+        let batches = candidates.len().div_ceil(BATCH);
+        for (n, batch) in candidates.chunks(BATCH).enumerate() {
+            let digests = batch.iter().map(|c| c.digest.clone()).collect();
+            match self.meta.propose(make(digests)).await? {
+                Response::Collected(done) => acted.extend(done),
+                Response::ReadOnly => return Err(GcError::ReadOnly),
+                other => {
+                    return Err(GcError::Meta(MetaError::Fatal(format!(
+                        "{step}: unexpected answer {other:?}"
+                    ))))
+                }
+            }
+            if batches > 1 {
+                tracing::info!(
+                    step,
+                    batch = n + 1,
+                    of = batches,
+                    acted = acted.len(),
+                    "garbage collection progress"
+                );
+            }
+        }
+        Ok(acted)
+    }
+
+    /// Deletes the bytes of every condemned generation the log lists and
+    /// records them swept. Answers what was swept (with generations) and
+    /// how many deletes failed.
+    async fn sweep(&self) -> Result<(Vec<(Candidate, u64)>, usize), GcError> {
+        let pending = self
+            .meta
+            .read()
+            .await?
+            .pending_sweeps()
+            .map_err(MetaError::from)?;
+        let total = pending.len();
+        let deleted: Vec<_> = futures::stream::iter(pending)
+            .map(|(digest, generation, size)| {
+                let blobs = self.blobs.clone();
+                async move {
+                    let key = ObjectKey::blob_generation(&digest, generation);
+                    let result = blobs.delete(&key).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(%key, error = %e, "sweep: delete failed; the next collection retries");
+                    }
+                    (Candidate { digest, size }, generation, result.is_ok())
+                }
+            })
+            .buffer_unordered(SWEEP_CONCURRENCY)
+            .collect()
+            .await;
+        let mut swept = Vec::new();
+        let mut failures = 0;
+        for (candidate, generation, ok) in deleted {
+            if ok {
+                swept.push((candidate, generation));
+            } else {
+                failures += 1;
+            }
+        }
+        for (n, batch) in swept.chunks(BATCH).enumerate() {
+            let command = Command::SweptBlobs {
+                swept: batch
+                    .iter()
+                    .map(|(c, generation)| (c.digest.clone(), *generation))
+                    .collect(),
+            };
+            self.meta.propose(command).await?;
+            if total > BATCH {
+                tracing::info!(
+                    batch = n + 1,
+                    swept = swept.len(),
+                    of = total,
+                    "garbage collection progress: sweeping"
+                );
+            }
+        }
+        self.metrics.pending_sweeps.set(failures as i64);
+        Ok((swept, failures))
+    }
+}
+
+fn dry_report(plan: Plan) -> GcReport {
+    let mut removed = plan.condemn;
+    removed.extend(plan.pending_sweeps.into_iter().map(|s| Candidate {
+        digest: s.digest,
+        size: s.size,
+    }));
+    GcReport {
+        dry_run: true,
+        bytes_reclaimed: removed.iter().map(|c| c.size).sum(),
+        removed,
+        hidden: plan.tombstone,
+        hidden_in_grace: plan.hidden_in_grace,
+        ..GcReport::default()
+    }
+}
+
+/// Runs a collection every `interval` on the node that leads the cluster,
+/// and one more as soon as the blobs a collection hid are past their grace.
+pub async fn run_forever(collector: Arc<Collector>) {
+    let config = collector.config().clone();
+    let mut wait = config.interval;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = config.interval;
+        let leader = collector.meta.leader();
+        if leader.is_none_or(|(id, _)| id != collector.meta.node_id()) {
+            tracing::debug!("garbage collection: not the leader, skipping this pass");
+            continue;
+        }
+        match collector.try_collect(config.dry_run).await {
+            Ok(report)
+                if !config.dry_run && (!report.hidden.is_empty() || report.hidden_in_grace > 0) =>
+            {
+                // Just past the grace, so the hidden blobs are condemned then.
+                wait = wait.min(config.grace + Duration::from_secs(1));
+            }
+            Ok(_) => {}
+            Err(GcError::ReadOnly) => {
+                tracing::info!("garbage collection paused: the registry is read-only")
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Derived indexes that states written by older versions lack: built from
+//! the state itself when a node opens it or installs a snapshot, so every
+//! node derives the same records (invariant 5).
+
+use super::keys;
+use super::ApplyError;
+use crate::codec::decode;
+use crate::command::ManifestRecord;
+use storage::Digest;
+
+/// The layout this version writes: 1 added the manifest → blob references
+/// (`R/`) that garbage collection consults.
+const LAYOUT: u64 = 1;
+
+/// Brings `tree` to the current layout. Returns whether it changed anything.
+pub fn upgrade(tree: &sled::Tree) -> Result<bool, ApplyError> {
+    let current = match tree.get(keys::LAYOUT)? {
+        None => 0,
+        Some(raw) => u64::from_be_bytes(
+            raw.as_ref()
+                .try_into()
+                .map_err(|_| crate::codec::CodecError::Corrupt("layout"))?,
+        ),
+    };
+    if current >= LAYOUT {
+        return Ok(false);
+    }
+    let mut batch = sled::Batch::default();
+    let mut references = 0u64;
+    for item in tree.scan_prefix(keys::MANIFEST) {
+        let (key, value) = item?;
+        let Some((repo, digest)) = manifest_key(&key) else {
+            return Err(crate::codec::CodecError::Corrupt("manifest key").into());
+        };
+        let record: ManifestRecord = decode(&value)?;
+        for blob in &record.blobs {
+            batch.insert(keys::blob_reference(blob, &repo, &digest), Vec::<u8>::new());
+            references += 1;
+        }
+    }
+    batch.insert(keys::LAYOUT, LAYOUT.to_be_bytes().to_vec());
+    tree.apply_batch(batch)?;
+    tracing::info!(
+        from = current,
+        to = LAYOUT,
+        references,
+        "metadata layout upgraded"
+    );
+    Ok(true)
+}
+
+fn manifest_key(key: &[u8]) -> Option<(String, Digest)> {
+    let rest = key.strip_prefix(keys::MANIFEST)?;
+    let split = rest.iter().rposition(|b| *b == 0)?;
+    let repo = std::str::from_utf8(&rest[..split]).ok()?.to_owned();
+    let digest = std::str::from_utf8(&rest[split + 1..]).ok()?.parse().ok()?;
+    Some((repo, digest))
+}

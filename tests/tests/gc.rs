@@ -1,0 +1,474 @@
+//! Online garbage collection against real nodes (one, or a cluster with
+//! `TEST_CLUSTER`; the filesystem or S3 with `TEST_BLOB_BACKEND`): what no
+//! manifest references loses its bytes, what any manifest references pulls
+//! whole, and pushes racing collections never get a 201 with a missing layer.
+
+use registry_tests::oci::{self, image_manifest, sha256, Client, OCI_MANIFEST};
+use registry_tests::TestNode;
+use reqwest::StatusCode;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+/// The grace the tests give hidden blobs: long enough that a test sees a
+/// hidden blob, short enough to wait out.
+const GRACE: Duration = Duration::from_millis(300);
+
+fn collecting_node() -> TestNode {
+    TestNode::start_with(|config| {
+        config.api.delete_enabled = true;
+        config.gc.enabled = false;
+        config.gc.delay = Duration::ZERO;
+        config.gc.grace = GRACE;
+    })
+}
+
+/// Runs one collection through node 0's debug listener; answers the report.
+async fn collect(node: &TestNode, dry_run: bool) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}/gc?dryrun={dry_run}", node.debug_url()))
+        .send()
+        .await
+        .expect("POST /gc");
+    assert_eq!(response.status(), StatusCode::OK, "POST /gc");
+    response.json().await.expect("a JSON report")
+}
+
+/// Hides what is unreferenced now, waits out the grace, and collects again,
+/// so the bytes of everything unreferenced at the start are deleted.
+async fn collect_fully(node: &TestNode) -> serde_json::Value {
+    collect(node, false).await;
+    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
+    collect(node, false).await
+}
+
+fn digests(report: &serde_json::Value, field: &str) -> BTreeSet<String> {
+    report[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("report has no {field}: {report}"))
+        .iter()
+        .map(|c| c["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The digests whose bytes are in blob storage, of any generation.
+fn stored_blobs(blobs_dir: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut pending = vec![blobs_dir.join("blobs")];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                pending.push(entry.path());
+            } else if !name.starts_with('.') {
+                let hex = name.split('.').next().unwrap_or_default();
+                if hex.len() == 64 {
+                    found.insert(format!("sha256:{hex}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn unreferenced_blobs_lose_their_bytes_and_referenced_ones_pull_whole() {
+    let node = collecting_node();
+    let client = node.client();
+    let shared = b"layer both images use".to_vec();
+    let only_a = b"layer only image a uses".to_vec();
+    let a = client
+        .push_image("gc/a", "v1", b"config a", &[&shared, &only_a])
+        .await;
+    client
+        .push_image("gc/b", "v1", b"config b", &[&shared])
+        .await;
+    let loose = client.push_blob("gc/a", b"pushed without a manifest").await;
+    let unlinked = client.push_blob("gc/b", b"unlinked by the API").await;
+    assert_eq!(
+        client
+            .delete(&format!("/v2/gc/b/blobs/{unlinked}"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        client
+            .delete(&format!("/v2/gc/a/manifests/{a}"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let garbage: BTreeSet<String> = [
+        sha256(b"config a"),
+        sha256(&only_a),
+        loose.clone(),
+        unlinked.clone(),
+    ]
+    .into();
+
+    let first = collect(&node, false).await;
+    assert_eq!(digests(&first, "hidden"), garbage, "{first}");
+    assert!(
+        digests(&first, "removed").is_empty(),
+        "nothing goes before the grace"
+    );
+    let hidden = client.head(&format!("/v2/gc/a/blobs/{loose}")).await;
+    assert_eq!(
+        hidden.status(),
+        StatusCode::NOT_FOUND,
+        "a hidden blob is not served"
+    );
+    assert!(
+        garbage.is_subset(&stored_blobs(&node.blobs_dir())),
+        "hidden blobs keep their bytes through the grace"
+    );
+
+    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
+    let second = collect(&node, false).await;
+    assert_eq!(digests(&second, "removed"), garbage, "{second}");
+    let reclaimed = second["bytes_reclaimed"].as_u64().unwrap();
+    let expected: usize = [
+        b"config a".len(),
+        only_a.len(),
+        b"pushed without a manifest".len(),
+        b"unlinked by the API".len(),
+    ]
+    .iter()
+    .sum();
+    assert_eq!(reclaimed, expected as u64);
+    let stored = stored_blobs(&node.blobs_dir());
+    assert!(
+        stored.is_disjoint(&garbage),
+        "garbage bytes remain: {stored:?}"
+    );
+
+    // Image b is whole, its shared layer included.
+    let manifest = client.manifest("gc/b", "v1").await;
+    assert_eq!(manifest.status(), StatusCode::OK);
+    assert_eq!(client.blob_bytes("gc/b", &sha256(&shared)).await, shared);
+    assert_eq!(
+        client.blob_bytes("gc/b", &sha256(b"config b")).await,
+        b"config b"
+    );
+    assert_eq!(
+        stored,
+        [sha256(&shared), sha256(b"config b")].into(),
+        "exactly the referenced blobs are stored"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", node.debug_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("registry_gc_bytes_reclaimed_total {expected}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("registry_gc_runs_total{result=\"success\"} 2"));
+}
+
+/// distribution #1803 and friends: after a collection, a re-push must not be
+/// told "layer already exists" for bytes that are gone.
+#[tokio::test]
+async fn a_collected_blob_is_pushed_afresh_and_a_hidden_one_revived() {
+    let node = collecting_node();
+    let client = node.client();
+    let revived = b"hidden, then pushed again".to_vec();
+    let afresh = b"condemned, then pushed again".to_vec();
+    let revived_digest = client.push_blob("gc/r", &revived).await;
+    let afresh_digest = client.push_blob("gc/r", &afresh).await;
+    collect(&node, false).await;
+    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
+                                                                 // `afresh` goes now; `revived` is pushed again first, so it stays.
+    let head = client
+        .head(&format!("/v2/gc/r/blobs/{revived_digest}"))
+        .await;
+    assert_eq!(
+        head.status(),
+        StatusCode::NOT_FOUND,
+        "clients re-upload a hidden blob"
+    );
+    client.push_blob("gc/r", &revived).await;
+    let report = collect(&node, false).await;
+    assert_eq!(
+        digests(&report, "removed"),
+        [afresh_digest.clone()].into(),
+        "{report}"
+    );
+    // With no delay, the same collection hid the revived blob again.
+    assert!(stored_blobs(&node.blobs_dir()).contains(&revived_digest));
+
+    let head = client
+        .head(&format!("/v2/gc/r/blobs/{afresh_digest}"))
+        .await;
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    client.push_blob("gc/r", &afresh).await;
+    assert_eq!(client.blob_bytes("gc/r", &afresh_digest).await, afresh);
+    let manifest = image_manifest(&revived, &[&afresh]);
+    let put = client
+        .put_manifest("gc/r", "v1", OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(
+        put.status(),
+        StatusCode::CREATED,
+        "the manifest revives the hidden blob"
+    );
+    let report = collect_fully(&node).await;
+    assert!(digests(&report, "removed").is_empty(), "{report}");
+    assert_eq!(client.blob_bytes("gc/r", &afresh_digest).await, afresh);
+    assert_eq!(client.blob_bytes("gc/r", &revived_digest).await, revived);
+    let generations: Vec<_> = std::fs::read_dir(
+        node.blobs_dir()
+            .join("blobs/sha256")
+            .join(&afresh_digest[7..9]),
+    )
+    .unwrap()
+    .flatten()
+    .map(|e| e.file_name().to_string_lossy().into_owned())
+    .filter(|name| name.starts_with(&afresh_digest[7..]))
+    .collect();
+    assert_eq!(
+        generations,
+        vec![format!("{}.g1", &afresh_digest[7..])],
+        "the re-push wrote a new generation's key"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_what_the_next_run_does_and_changes_nothing() {
+    let node = collecting_node();
+    let client = node.client();
+    let old = client.push_blob("gc/d", b"hidden by the first run").await;
+    collect(&node, false).await;
+    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
+    let young = client
+        .push_blob("gc/d", b"unreferenced, not yet hidden")
+        .await;
+
+    let dry = collect(&node, true).await;
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(digests(&dry, "removed"), [old.clone()].into(), "{dry}");
+    assert_eq!(digests(&dry, "hidden"), [young.clone()].into(), "{dry}");
+    let again = collect(&node, true).await;
+    assert_eq!(digests(&again, "removed"), digests(&dry, "removed"), "pure");
+    assert_eq!(digests(&again, "hidden"), digests(&dry, "hidden"), "pure");
+    assert_eq!(
+        client
+            .head(&format!("/v2/gc/d/blobs/{young}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert!(stored_blobs(&node.blobs_dir()).contains(&old));
+
+    let real = collect(&node, false).await;
+    assert_eq!(digests(&real, "removed"), digests(&dry, "removed"));
+    assert_eq!(digests(&real, "hidden"), digests(&dry, "hidden"));
+    assert_eq!(real["bytes_reclaimed"], dry["bytes_reclaimed"]);
+}
+
+#[tokio::test]
+async fn collections_pause_while_the_registry_is_read_only() {
+    let node = collecting_node();
+    let client = node.client();
+    let blob = client.push_blob("gc/ro", b"kept while read-only").await;
+    let http = reqwest::Client::new();
+    let on = http
+        .post(format!("{}/readonly/on", node.debug_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on.status(), StatusCode::OK);
+    let refused = http
+        .post(format!("{}/gc", node.debug_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert!(refused.text().await.unwrap().contains("read-only"));
+    assert_eq!(
+        client
+            .head(&format!("/v2/gc/ro/blobs/{blob}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    http.post(format!("{}/readonly/off", node.debug_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        digests(&collect(&node, false).await, "hidden"),
+        [blob].into()
+    );
+}
+
+/// An image as a pusher acknowledged it.
+struct Pushed {
+    repo: String,
+    tag: String,
+    blobs: Vec<Vec<u8>>,
+}
+
+/// Pushes the way docker does: HEAD each blob, upload only what is missing,
+/// then PUT the manifest; a manifest refused for a blob collected meanwhile
+/// (`MANIFEST_BLOB_UNKNOWN`) is pushed again from the start, as docker's
+/// retry does. A slow pusher pauses for `pause` before its first manifest
+/// PUT. Answers how many manifest PUTs were refused.
+async fn push_like_docker(
+    client: &Client,
+    repo: &str,
+    tag: &str,
+    blobs: &[Vec<u8>],
+    pause: Duration,
+) -> usize {
+    let mut refused = 0;
+    loop {
+        for blob in blobs {
+            let head = client
+                .head(&format!("/v2/{repo}/blobs/{}", sha256(blob)))
+                .await;
+            if head.status() != StatusCode::OK {
+                client.push_blob(repo, blob).await;
+            }
+        }
+        if refused == 0 {
+            tokio::time::sleep(pause).await; // a slow client between its layers and its manifest
+        }
+        let layers: Vec<&[u8]> = blobs[1..].iter().map(Vec::as_slice).collect();
+        let manifest = image_manifest(&blobs[0], &layers);
+        let put = client
+            .put_manifest(repo, tag, OCI_MANIFEST, &manifest)
+            .await;
+        match put.status() {
+            StatusCode::CREATED => return refused,
+            StatusCode::BAD_REQUEST => {
+                assert_eq!(oci::error_code(put).await, "MANIFEST_BLOB_UNKNOWN");
+                refused += 1;
+            }
+            other => panic!("PUT manifest {repo}:{tag}: {other}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn pushes_racing_back_to_back_collections_never_lose_a_layer() {
+    let node = collecting_node();
+    let client = node.client();
+    // A small pool of layers, so pushes keep reusing what collections remove.
+    let pool: Vec<Vec<u8>> = (0..6u8)
+        .map(|i| vec![i; 2000 + usize::from(i) * 100])
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (url, stop) = (node.debug_url(), stop.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut runs = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let response = http
+                    .post(format!("{url}/gc"))
+                    .send()
+                    .await
+                    .expect("POST /gc");
+                assert_eq!(response.status(), StatusCode::OK);
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let mut pushers = Vec::new();
+    for p in 0..3usize {
+        let (client, pool) = (node.client(), pool.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut kept = Vec::new();
+            let mut refused = 0;
+            for round in 0..8usize {
+                let repo = format!("gc/race{p}");
+                let tag = format!("r{round}");
+                let config = format!("config {p} {round}").into_bytes();
+                let mut blobs = vec![config];
+                blobs.push(pool[(p + round) % pool.len()].clone());
+                blobs.push(pool[(p * 2 + round + 1) % pool.len()].clone());
+                // Every third pusher is slow enough that collections condemn
+                // its unreferenced layers before its manifest arrives.
+                let pause = if round % 3 == 2 {
+                    GRACE * 3
+                } else {
+                    Duration::ZERO
+                };
+                refused += push_like_docker(&client, &repo, &tag, &blobs, pause).await;
+                // Every other image is deleted again, which makes garbage of
+                // its config and, at times, of pool layers.
+                if round % 2 == 1 {
+                    let digest = sha256(&image_manifest(
+                        &blobs[0],
+                        &[blobs[1].as_slice(), blobs[2].as_slice()],
+                    ));
+                    let deleted = client
+                        .delete(&format!("/v2/{repo}/manifests/{digest}"))
+                        .await;
+                    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+                } else {
+                    kept.push(Pushed { repo, tag, blobs });
+                }
+                // Let a collection run between pushes.
+                tokio::time::sleep(GRACE / 2).await; // the collections race the next push
+            }
+            (kept, refused)
+        }));
+    }
+    let mut kept = Vec::new();
+    let mut refused = 0;
+    for pusher in pushers {
+        let (images, refusals) = pusher.await.expect("pusher");
+        kept.extend(images);
+        refused += refusals;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs = collector.await.expect("collector");
+    assert!(runs >= 2, "collections ran while pushing: {runs}");
+    assert!(
+        refused > 0,
+        "no slow push was refused: the race was not exercised ({runs} collections)"
+    );
+
+    let mut live = BTreeSet::new();
+    for image in &kept {
+        let manifest = client.manifest(&image.repo, &image.tag).await;
+        assert_eq!(
+            manifest.status(),
+            StatusCode::OK,
+            "{}:{}",
+            image.repo,
+            image.tag
+        );
+        for blob in &image.blobs {
+            let digest = sha256(blob);
+            assert_eq!(
+                &client.blob_bytes(&image.repo, &digest).await,
+                blob,
+                "{}:{} lost {digest} ({refused} manifest PUTs refused and retried over {runs} collections)",
+                image.repo,
+                image.tag
+            );
+            live.insert(digest);
+        }
+    }
+    collect_fully(&node).await;
+    let stored = stored_blobs(&node.blobs_dir());
+    assert_eq!(
+        stored, live,
+        "exactly what acknowledged images use is stored"
+    );
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for image in &kept {
+        *counts.entry(&image.repo).or_default() += 1;
+    }
+    assert!(counts.values().all(|n| *n == 4), "{counts:?}");
+}
