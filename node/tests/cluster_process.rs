@@ -2,9 +2,11 @@
 //! leader during pushes spread over every node, three times over; then the
 //! operator's `registry cluster status`, a node whose metadata was wiped
 //! refusing to start, a paused leader, and `registry cluster recover` after
-//! two of three disks are lost.
+//! two of three disks are lost; `kill -9` of the leader in the middle of a
+//! garbage collection's sweep.
 #![allow(clippy::unwrap_used)]
 
+use futures::StreamExt;
 use reqwest::StatusCode;
 mod common;
 
@@ -16,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "process-cluster-secret";
+/// `storage.gc.grace` of every node.
+const GC_GRACE: &str = "1s";
 
 struct Member {
     id: u64,
@@ -185,6 +189,10 @@ fn command(member: &Member, blobs: &Path, peers: &str) -> Command {
         )
         .env("REGISTRY_CLUSTER_PEERS", peers)
         .env("REGISTRY_CLUSTER_SECRET", SECRET)
+        // Collections run only when a test asks for one, with no delay.
+        .env("REGISTRY_STORAGE_GC_ENABLED", "false")
+        .env("REGISTRY_STORAGE_GC_DELAY", "0s")
+        .env("REGISTRY_STORAGE_GC_GRACE", GC_GRACE)
         .env("REGISTRY_LOG_LEVEL", "warn");
     command
 }
@@ -840,4 +848,167 @@ async fn read_only_mode_switches_every_node_at_runtime() {
     assert_eq!(status(&client, &cluster.debug(2)).await["read_only"], true);
     assert!(cli("off", 1).starts_with("read-only: off"));
     assert_eq!(push(2, b"after").await.status(), StatusCode::CREATED);
+}
+
+/// Runs `registry gc` against node `i`; answers its exit status and output.
+async fn registry_gc(cluster: &Cluster, i: usize) -> std::process::Output {
+    let mut gc = Command::new(env!("CARGO_BIN_EXE_registry"));
+    gc.args(["gc", "--addr"])
+        .arg(format!("127.0.0.1:{}", cluster.members[i].debug));
+    tokio::task::spawn_blocking(move || gc.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// How many of `digests` still have bytes (any generation) under `blobs`.
+fn stored(blobs: &Path, digests: &[String]) -> usize {
+    digests
+        .iter()
+        .filter(|digest| {
+            let hex = &digest["sha256:".len()..];
+            let dir = blobs.join("blobs/sha256").join(&hex[..2]);
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(hex))
+            })
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_leader_mid_sweep_loses_nothing_and_the_next_collection_finishes() {
+    let mut cluster = Cluster::start_ready(3).await;
+    let client = http_client();
+    // An image that must survive, and garbage: blobs no manifest references.
+    let layer = vec![7u8; 50_000];
+    let config = b"{\"survivor\":true}".to_vec();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": sha256(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let post = |i: usize, repo: &str, body: Vec<u8>| {
+        let url = format!(
+            "{}/v2/{repo}/blobs/uploads/?digest={}",
+            urls[i],
+            sha256(&body)
+        );
+        let client = client.clone();
+        async move { client.post(url).body(body).send().await.unwrap().status() }
+    };
+    for body in [layer.clone(), config.clone()] {
+        assert_eq!(post(0, "gc/kept", body).await, StatusCode::CREATED);
+    }
+    let put = client
+        .put(format!("{}/v2/gc/kept/manifests/v1", cluster.url(1)))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let garbage: Vec<Vec<u8>> = (0..1500u32)
+        .map(|n| format!("garbage blob {n}").into_bytes())
+        .collect();
+    let digests: Vec<String> = garbage.iter().map(|g| sha256(g)).collect();
+    let pushes = futures::stream::iter(garbage.iter().enumerate())
+        .map(|(n, body)| post(n % 3, "gc/loose", body.clone()))
+        .buffer_unordered(8);
+    let statuses: Vec<StatusCode> = pushes.collect().await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED));
+
+    // The first collection hides the garbage; once the grace passed, the
+    // second condemns it and sweeps, and the leader dies mid-sweep.
+    let first = registry_gc(&cluster, 0).await;
+    assert!(first.status.success(), "{first:?}");
+    assert!(String::from_utf8_lossy(&first.stdout).contains("blobs hidden: 1500"));
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the grace must pass
+    let leader = cluster.leader().await;
+    let collecting = {
+        let mut gc = Command::new(env!("CARGO_BIN_EXE_registry"));
+        gc.args(["gc", "--addr"])
+            .arg(format!("127.0.0.1:{}", cluster.members[leader].debug));
+        tokio::task::spawn_blocking(move || gc.output().unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(&cluster.blobs, &digests) == digests.len() {
+        assert!(Instant::now() < deadline, "the sweep never began");
+        tokio::time::sleep(Duration::from_millis(2)).await; // poll interval
+    }
+    cluster.kill(leader);
+    let left = stored(&cluster.blobs, &digests);
+    let interrupted = collecting.await.unwrap();
+    // The collection may have finished in the moment before the kill.
+    assert!(
+        !interrupted.status.success() || left == 0,
+        "{interrupted:?}"
+    );
+
+    // A garbage blob pushed again after it was condemned is written afresh,
+    // and a manifest keeps it; a late delete of the old generation cannot
+    // touch it.
+    let survivor = (leader + 1) % 3;
+    assert_eq!(
+        post(survivor, "gc/kept", garbage[0].clone()).await,
+        StatusCode::CREATED
+    );
+    let second = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digests[0], "size": garbage[0].len()},
+        "layers": [],
+    }))
+    .unwrap();
+    let put = client
+        .put(format!("{}/v2/gc/kept/manifests/v2", cluster.url(survivor)))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    cluster.restart(leader);
+    cluster.wait_ready(leader).await;
+    let finish = registry_gc(&cluster, survivor).await;
+    assert!(finish.status.success(), "{finish:?}");
+    let report = String::from_utf8_lossy(&finish.stdout).into_owned();
+    assert_eq!(
+        stored(&cluster.blobs, &digests[1..]),
+        0,
+        "the next collection swept what the dead leader left ({left} left at the kill): {report}"
+    );
+    for i in 0..3 {
+        let manifest_url = format!("{}/v2/gc/kept/manifests/v1", cluster.url(i));
+        let got = client
+            .get(manifest_url)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), StatusCode::OK, "node {i}");
+        assert_eq!(got.bytes().await.unwrap(), manifest);
+        let kept = [
+            (sha256(&layer), &layer),
+            (sha256(&config), &config),
+            (digests[0].clone(), &garbage[0]),
+        ];
+        for (digest, body) in kept {
+            let got = client
+                .get(format!("{}/v2/gc/kept/blobs/{digest}", cluster.url(i)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(got.status(), StatusCode::OK, "node {i} {digest}");
+            assert_eq!(&got.bytes().await.unwrap()[..], &body[..]);
+        }
+    }
+    let status = status(&client, &cluster.debug(survivor)).await;
+    assert!(status["leader"].as_u64().is_some(), "{status}");
 }
