@@ -139,6 +139,23 @@ fn render_gc(report: &crate::gc::GcReport) -> String {
         out.push_str("dry run: nothing was changed\n");
     }
     out.push_str(&format!(
+        "manifests {}: {}\n",
+        verb("removed", "to remove"),
+        report.manifests_removed.len()
+    ));
+    for manifest in &report.manifests_removed {
+        out.push_str(&format!(
+            "  {} {}@{}\n",
+            verb("removed", "remove"),
+            manifest.repository,
+            manifest.digest
+        ));
+    }
+    out.push_str(&format!(
+        "manifests found unrooted: {} newly, {} within storage.gc.delay (removed after it unless tagged or listed meanwhile)\n",
+        report.manifests_marked, report.manifests_in_delay
+    ));
+    out.push_str(&format!(
         "blobs {}: {} ({} bytes)\n",
         verb("removed", "to remove"),
         report.removed.len(),

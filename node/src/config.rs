@@ -250,6 +250,9 @@ struct GcSection {
     delay: Option<String>,
     /// How long a hidden blob stays revivable before its bytes go, e.g. `30m` (the default).
     grace: Option<String>,
+    /// Also delete manifests no tag, index or stored subject keeps.
+    #[serde(default)]
+    untagged: bool,
     /// Scheduled collections only report.
     #[serde(default)]
     dryrun: bool,
@@ -795,6 +798,7 @@ fn gc_config(section: &GcSection) -> Result<crate::gc::GcConfig, ConfigError> {
         interval: duration("interval", &section.interval, defaults.interval)?,
         delay: duration("delay", &section.delay, defaults.delay)?,
         grace: duration("grace", &section.grace, defaults.grace)?,
+        untagged: section.untagged,
         dry_run: section.dryrun,
     };
     if config.enabled && config.interval.is_zero() {
@@ -1009,7 +1013,7 @@ mod tests {
             &env(&[("REGISTRY_STORAGE_GC_ENABLED", "false")]),
         )
         .unwrap();
-        assert!(!c.gc.enabled && c.gc.dry_run);
+        assert!(!c.gc.enabled && c.gc.dry_run && c.gc.untagged);
         assert_eq!(c.gc.interval, std::time::Duration::from_secs(600));
         assert_eq!(c.gc.delay, std::time::Duration::from_secs(7200));
         assert_eq!(c.gc.grace, std::time::Duration::from_secs(2700));

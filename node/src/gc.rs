@@ -5,6 +5,9 @@
 //!
 //! One collection, on any node:
 //!
+//! 0. delete the manifests marked unrooted for longer than the delay
+//!    (with `untagged`; else only referrers whose subject is gone), and
+//!    mark the newly unrooted;
 //! 1. condemn the blobs hidden for longer than the grace;
 //! 2. sweep: delete the bytes of every condemned generation (those left by
 //!    an earlier, interrupted collection too) and record them swept;
@@ -16,8 +19,9 @@
 //! collection finishes it.
 
 use futures::StreamExt;
-use raft::gc::{Candidate, Graces, Plan};
+use raft::gc::{Candidate, Graces, ManifestId, ManifestPlan, Plan};
 use raft::{Command, MetaError, MetaStore, Response};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::{BlobStore, Digest, ObjectKey};
@@ -38,6 +42,10 @@ pub struct GcConfig {
     /// How long a hidden blob stays revivable, and readable by transfers
     /// that began before it was hidden, before its bytes are deleted.
     pub grace: Duration,
+    /// Also delete manifests nothing roots (no tag, no index listing them,
+    /// no stored subject) once unrooted for `delay`; without it only
+    /// referrers whose subject is gone are.
+    pub untagged: bool,
     /// Scheduled collections only report.
     pub dry_run: bool,
 }
@@ -49,6 +57,7 @@ impl Default for GcConfig {
             interval: Duration::from_secs(3600),
             delay: Duration::from_secs(3600),
             grace: Duration::from_secs(30 * 60),
+            untagged: false,
             dry_run: false,
         }
     }
@@ -63,10 +72,25 @@ impl GcConfig {
     }
 }
 
+/// A manifest a collection deleted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemovedManifest {
+    pub repository: String,
+    pub digest: Digest,
+}
+
 /// What one collection did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     pub dry_run: bool,
+    /// Manifests deleted: unrooted (with `untagged`) or referrers whose
+    /// subject is gone, marked so by a collection at least the delay ago.
+    pub manifests_removed: Vec<RemovedManifest>,
+    /// Manifests found unrooted now; deleted by the first collection after
+    /// the delay unless something roots them first.
+    pub manifests_marked: usize,
+    /// Manifests marked earlier, still within the delay.
+    pub manifests_in_delay: usize,
     /// Blobs whose bytes this collection deleted (or would delete):
     /// condemned now, with those an earlier collection left to sweep.
     pub removed: Vec<Candidate>,
@@ -142,6 +166,8 @@ impl Collector {
         match &result {
             Ok(report) => tracing::info!(
                 dry_run,
+                manifests_removed = report.manifests_removed.len(),
+                manifests_marked = report.manifests_marked,
                 removed = report.removed.len(),
                 bytes_reclaimed = report.bytes_reclaimed,
                 hidden = report.hidden.len(),
@@ -163,10 +189,30 @@ impl Collector {
             return Err(GcError::ReadOnly);
         }
         let graces = self.config.graces();
+        let orphans_only = !self.config.untagged;
         let now = api::state::now_ms();
         let phase = Instant::now();
-        let view = self.meta.read().await?;
-        let plan = raft::gc::plan(view, now, graces).map_err(MetaError::from)?;
+        let mut view = self.meta.read().await?;
+        let manifests =
+            raft::gc::plan_manifests(view, now, graces, orphans_only).map_err(MetaError::from)?;
+        let expiring: BTreeSet<ManifestId> = if dry_run {
+            manifests.expire.iter().cloned().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let mut manifest_report = ManifestReport {
+            removed: Vec::new(),
+            marked: manifests.mark.len(),
+            in_delay: manifests.marked_in_delay,
+        };
+        if !dry_run {
+            manifest_report = self.collect_manifests(&manifests, now, graces).await?;
+            if !manifest_report.removed.is_empty() {
+                // Their blob references are gone: the blobs plan on the state after.
+                view = self.meta.read().await?;
+            }
+        }
+        let plan = raft::gc::plan(view, now, graces, &expiring).map_err(MetaError::from)?;
         self.metrics.phase("plan", phase.elapsed());
         self.metrics.hidden.set(plan.hidden_in_grace as i64);
         self.metrics
@@ -174,6 +220,8 @@ impl Collector {
             .set((plan.pending_sweeps.len() + plan.condemn.len()) as i64);
         tracing::info!(
             dry_run,
+            manifests_to_remove = manifests.expire.len(),
+            manifests_to_mark = manifests.mark.len(),
             to_condemn = plan.condemn.len(),
             to_sweep = plan.pending_sweeps.len(),
             to_hide = plan.tombstone.len(),
@@ -181,10 +229,17 @@ impl Collector {
             "garbage collection planned"
         );
         if dry_run {
-            return Ok(dry_report(plan));
+            let mut report = dry_report(plan);
+            report.manifests_removed = removed_manifests(manifests.expire);
+            report.manifests_marked = manifests.mark.len();
+            report.manifests_in_delay = manifests.marked_in_delay;
+            return Ok(report);
         }
         let mut report = GcReport {
             hidden_in_grace: plan.hidden_in_grace,
+            manifests_removed: removed_manifests(manifest_report.removed),
+            manifests_marked: manifest_report.marked,
+            manifests_in_delay: manifest_report.in_delay,
             ..GcReport::default()
         };
 
@@ -234,6 +289,86 @@ impl Collector {
             .set((report.hidden_in_grace + report.hidden.len()) as i64);
         self.metrics.phase("hide", phase.elapsed());
         Ok(report)
+    }
+
+    /// Deletes the manifests marked unrooted long enough, then marks the
+    /// newly unrooted ones.
+    async fn collect_manifests(
+        &self,
+        plan: &ManifestPlan,
+        now: u64,
+        graces: Graces,
+    ) -> Result<ManifestReport, GcError> {
+        let phase = Instant::now();
+        let orphans_only = !self.config.untagged;
+        let removed = self
+            .propose_manifest_batches("remove manifests", &plan.expire, |manifests| {
+                Command::ExpireManifests {
+                    manifests,
+                    orphans_only,
+                    unrooted_before_ms: Plan::linked_before(now, graces),
+                }
+            })
+            .await?;
+        // What the deleted manifests listed or signed is unrooted now: it is
+        // marked in this collection, so each level of an unrooted tree
+        // waits one delay, not two.
+        let replanned;
+        let plan = if removed.is_empty() {
+            plan
+        } else {
+            let view = self.meta.read().await?;
+            replanned = raft::gc::plan_manifests(view, now, graces, orphans_only)
+                .map_err(MetaError::from)?;
+            &replanned
+        };
+        // A mark says "unrooted since": it carries the time it is sent, not
+        // the (older) time of the plan.
+        let marked = self
+            .propose_manifest_batches("mark manifests", &plan.mark, |manifests| {
+                Command::MarkUnrooted {
+                    manifests,
+                    orphans_only,
+                    at_ms: api::state::now_ms(),
+                }
+            })
+            .await?;
+        self.metrics.manifests_removed.inc_by(removed.len() as u64);
+        self.metrics.phase("manifests", phase.elapsed());
+        Ok(ManifestReport {
+            removed,
+            marked: marked.len(),
+            in_delay: plan.marked_in_delay,
+        })
+    }
+
+    async fn propose_manifest_batches(
+        &self,
+        step: &'static str,
+        manifests: &[ManifestId],
+        make: impl Fn(Vec<ManifestId>) -> Command,
+    ) -> Result<Vec<ManifestId>, GcError> {
+        let mut acted = Vec::new();
+        for batch in manifests.chunks(BATCH) {
+            match self.meta.propose(make(batch.to_vec())).await? {
+                Response::CollectedManifests(done) => acted.extend(done),
+                Response::ReadOnly => return Err(GcError::ReadOnly),
+                other => {
+                    return Err(GcError::Meta(MetaError::Fatal(format!(
+                        "{step}: unexpected answer {other:?}"
+                    ))))
+                }
+            }
+            if manifests.len() > BATCH {
+                tracing::info!(
+                    step,
+                    acted = acted.len(),
+                    of = manifests.len(),
+                    "garbage collection progress"
+                );
+            }
+        }
+        Ok(acted)
     }
 
     /// Proposes `make(batch)` for each batch of `candidates`; answers the
@@ -325,6 +460,20 @@ impl Collector {
         self.metrics.pending_sweeps.set(failures as i64);
         Ok((swept, failures))
     }
+}
+
+/// The manifest part of a collection.
+struct ManifestReport {
+    removed: Vec<ManifestId>,
+    marked: usize,
+    in_delay: usize,
+}
+
+fn removed_manifests(manifests: Vec<ManifestId>) -> Vec<RemovedManifest> {
+    manifests
+        .into_iter()
+        .map(|(repository, digest)| RemovedManifest { repository, digest })
+        .collect()
 }
 
 fn dry_report(plan: Plan) -> GcReport {

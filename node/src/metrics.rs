@@ -53,6 +53,7 @@ pub struct GcMetrics {
     runs: IntCounterVec,
     phase_seconds: GaugeVec,
     pub removed: IntCounter,
+    pub manifests_removed: IntCounter,
     pub bytes_reclaimed: IntCounter,
     pub hidden_total: IntCounter,
     pub sweep_failures: IntCounter,
@@ -78,13 +79,17 @@ impl GcMetrics {
             phase_seconds: GaugeVec::new(
                 Opts::new(
                     "registry_gc_phase_duration_seconds",
-                    "How long each phase of the last collection took: plan, condemn, sweep, hide",
+                    "How long each phase of the last collection took: plan, manifests, condemn, sweep, hide",
                 ),
                 &["phase"],
             )?,
             removed: IntCounter::new(
                 "registry_gc_blobs_removed_total",
                 "Blobs whose bytes garbage collection deleted",
+            )?,
+            manifests_removed: IntCounter::new(
+                "registry_gc_manifests_removed_total",
+                "Unrooted manifests garbage collection deleted",
             )?,
             bytes_reclaimed: IntCounter::new(
                 "registry_gc_bytes_reclaimed_total",
@@ -122,6 +127,7 @@ impl GcMetrics {
         registry.register(Box::new(metrics.runs.clone()))?;
         registry.register(Box::new(metrics.phase_seconds.clone()))?;
         registry.register(Box::new(metrics.removed.clone()))?;
+        registry.register(Box::new(metrics.manifests_removed.clone()))?;
         registry.register(Box::new(metrics.bytes_reclaimed.clone()))?;
         registry.register(Box::new(metrics.hidden_total.clone()))?;
         registry.register(Box::new(metrics.sweep_failures.clone()))?;

@@ -117,6 +117,23 @@ pub enum Command {
     },
     /// The sweeper deleted the bytes of these condemned generations.
     SweptBlobs { swept: Vec<(Digest, u64)> },
+    /// A collection marks each of `manifests` (repository, digest) that is
+    /// unrooted now (no tag, no index listing it, no subject present; with
+    /// `orphans_only`, only referrers whose subject is gone) and not marked
+    /// yet. Anything that roots a manifest later clears its mark.
+    MarkUnrooted {
+        manifests: Vec<(String, Digest)>,
+        orphans_only: bool,
+        at_ms: u64,
+    },
+    /// A collection deletes each of `manifests` still unrooted (as
+    /// [`Command::MarkUnrooted`] judges) and marked before
+    /// `unrooted_before_ms`, as `DeleteManifest` would.
+    ExpireManifests {
+        manifests: Vec<(String, Digest)>,
+        orphans_only: bool,
+        unrooted_before_ms: u64,
+    },
 }
 
 impl Command {
@@ -146,7 +163,8 @@ impl Command {
             Command::DeleteManifest { .. }
             | Command::UnlinkBlob { .. }
             | Command::TombstoneBlobs { .. }
-            | Command::CondemnBlobs { .. } => true,
+            | Command::CondemnBlobs { .. }
+            | Command::ExpireManifests { .. } => true,
             _ => false,
         }
     }
@@ -187,6 +205,19 @@ pub struct ManifestRecord {
     pub at_ms: u64,
 }
 
+impl Response {
+    /// Whether the command changed the state: `Done`, or a collection
+    /// command that acted on something.
+    pub fn acted(&self) -> bool {
+        match self {
+            Response::Done => true,
+            Response::Collected(digests) => !digests.is_empty(),
+            Response::CollectedManifests(manifests) => !manifests.is_empty(),
+            _ => false,
+        }
+    }
+}
+
 /// An open upload session.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UploadRecord {
@@ -214,4 +245,6 @@ pub enum Response {
     /// The digests a collection command acted on (the others no longer
     /// qualified when it applied).
     Collected(Vec<Digest>),
+    /// The manifests (repository, digest) a collection command acted on.
+    CollectedManifests(Vec<(String, Digest)>),
 }

@@ -3,8 +3,12 @@
 //! same moment proposes. The proposals are re-checked when they apply
 //! (`state::collect`), so a plan made from an older view is safe too.
 
-use crate::state::{ApplyError, StateView};
+use crate::state::{ApplyError, StateView, Unrooted};
+use std::collections::BTreeSet;
 use storage::Digest;
+
+/// A manifest in its repository.
+pub type ManifestId = (String, Digest);
 
 /// How long content is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +36,47 @@ pub struct Sweep {
     pub size: u64,
 }
 
+/// What a collection decides about manifests at `now_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManifestPlan {
+    /// Marked unrooted before the delay, still unrooted: to delete.
+    pub expire: Vec<ManifestId>,
+    /// Unrooted, not marked yet: to mark.
+    pub mark: Vec<ManifestId>,
+    /// Marked within the delay.
+    pub marked_in_delay: usize,
+}
+
+/// Plans the manifest part of a collection: with `orphans_only` (the
+/// default, `storage.gc.untagged: false`) only referrers whose subject is
+/// gone, else every manifest nothing roots. Reads every manifest once.
+pub fn plan_manifests(
+    view: &StateView,
+    now_ms: u64,
+    graces: Graces,
+    orphans_only: bool,
+) -> Result<ManifestPlan, ApplyError> {
+    let unrooted_before = Plan::linked_before(now_ms, graces);
+    let mut plan = ManifestPlan::default();
+    for item in view.manifests() {
+        let (repo, digest, record) = item?;
+        let collectable = match view.unrooted(&repo, &digest, &record)? {
+            None => false,
+            Some(Unrooted::OrphanReferrer) => true,
+            Some(Unrooted::Untagged) => !orphans_only,
+        };
+        if !collectable {
+            continue;
+        }
+        match view.unrooted_since(&repo, &digest)? {
+            None => plan.mark.push((repo, digest)),
+            Some(at) if at < unrooted_before => plan.expire.push((repo, digest)),
+            Some(_) => plan.marked_in_delay += 1,
+        }
+    }
+    Ok(plan)
+}
+
 /// One collection's decisions at `now_ms`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -57,8 +102,24 @@ impl Plan {
     }
 }
 
-/// Plans a collection at `now_ms`. Reads every blob record once.
-pub fn plan(view: &StateView, now_ms: u64, graces: Graces) -> Result<Plan, ApplyError> {
+/// Plans the blob part of a collection at `now_ms`, as if the manifests in
+/// `deleted` were gone (a dry run's view of what the manifest part would
+/// delete first). Reads every blob record once.
+pub fn plan(
+    view: &StateView,
+    now_ms: u64,
+    graces: Graces,
+    deleted: &BTreeSet<ManifestId>,
+) -> Result<Plan, ApplyError> {
+    let referenced = |digest: &Digest| -> Result<bool, ApplyError> {
+        if deleted.is_empty() {
+            return view.blob_referenced(digest);
+        }
+        Ok(view
+            .blob_referrers(digest)?
+            .iter()
+            .any(|manifest| !deleted.contains(manifest)))
+    };
     let linked_before = Plan::linked_before(now_ms, graces);
     let tombstoned_before = Plan::tombstoned_before(now_ms, graces);
     let mut plan = Plan::default();
@@ -71,13 +132,13 @@ pub fn plan(view: &StateView, now_ms: u64, graces: Graces) -> Result<Plan, Apply
         };
         match life.tombstoned_at_ms {
             Some(at) if at < tombstoned_before => {
-                if !view.blob_referenced(&digest)? {
+                if !referenced(&digest)? {
                     plan.condemn.push(candidate);
                 }
             }
             Some(_) => plan.hidden_in_grace += 1,
             None => {
-                if life.linked_at_ms < linked_before && !view.blob_referenced(&digest)? {
+                if life.linked_at_ms < linked_before && !referenced(&digest)? {
                     plan.tombstone.push(candidate);
                 }
             }

@@ -284,7 +284,7 @@ impl MetaStore {
         };
         timer.observe_duration();
         let outcome = match &result {
-            Ok(Response::Done) => "done",
+            Ok(response) if response.acted() => "done",
             Ok(_) => "rejected",
             Err(_) => "failed",
         };
@@ -351,7 +351,7 @@ impl MetaStore {
         let retracts = command.retracts_content();
         match self.inner.raft.client_write(command).await {
             Ok(written) => {
-                if retracts && written.data == Response::Done {
+                if retracts && written.data.acted() {
                     self.fence(written.log_id.index).await;
                 }
                 Ok(written.data)

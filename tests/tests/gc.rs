@@ -472,3 +472,280 @@ async fn pushes_racing_back_to_back_collections_never_lose_a_layer() {
     }
     assert!(counts.values().all(|n| *n == 4), "{counts:?}");
 }
+
+/// The delay the manifest tests give: long enough to see a marked manifest
+/// stay, short enough to wait out.
+const DELAY: Duration = Duration::from_millis(400);
+
+fn collecting_manifests(untagged: bool) -> TestNode {
+    TestNode::start_with(move |config| {
+        config.api.delete_enabled = true;
+        config.gc.enabled = false;
+        config.gc.delay = DELAY;
+        config.gc.grace = GRACE;
+        config.gc.untagged = untagged;
+    })
+}
+
+/// Pushes an image's blobs and its manifest under `reference`; answers the
+/// manifest's digest.
+async fn push_manifest(
+    client: &Client,
+    repo: &str,
+    reference: &str,
+    manifest: &[u8],
+    media_type: &str,
+    blobs: &[&[u8]],
+) -> String {
+    for blob in blobs {
+        client.push_blob(repo, blob).await;
+    }
+    let put = client
+        .put_manifest(repo, reference, media_type, manifest)
+        .await;
+    assert_eq!(put.status(), StatusCode::CREATED, "PUT {repo}:{reference}");
+    sha256(manifest)
+}
+
+fn signature_of(subject: &[u8], payload: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
+        "config": oci::descriptor(oci::EMPTY_CONFIG, b"{}"),
+        "layers": [oci::descriptor("application/vnd.dev.cosign.simplesigning.v1+json", payload)],
+        "subject": oci::descriptor(OCI_MANIFEST, subject),
+    }))
+    .unwrap()
+}
+
+/// Runs collections, each once the delay and the grace passed, until the
+/// manifests marked now are deleted and their blobs' bytes are gone.
+async fn collect_rounds(node: &TestNode, rounds: usize) -> Vec<serde_json::Value> {
+    let mut reports = Vec::new();
+    for _ in 0..rounds {
+        tokio::time::sleep(DELAY.max(GRACE) + Duration::from_millis(50)).await; // the delay must pass
+        reports.push(collect(node, false).await);
+    }
+    reports
+}
+
+fn removed_manifests(reports: &[serde_json::Value]) -> BTreeSet<String> {
+    reports
+        .iter()
+        .flat_map(|r| r["manifests_removed"].as_array().unwrap().clone())
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn untagged_manifests_go_while_tags_indexes_and_referrers_keep_theirs() {
+    let node = collecting_manifests(true);
+    let client = node.client();
+    let repo = "gc/multi";
+    // A tagged index whose two children are untagged, and a signature of it.
+    let amd64 = image_manifest(b"config amd64", &[b"layer amd64"]);
+    let arm64 = image_manifest(b"config arm64", &[b"layer arm64"]);
+    push_manifest(
+        &client,
+        repo,
+        &sha256(&amd64),
+        &amd64,
+        OCI_MANIFEST,
+        &[b"config amd64", b"layer amd64"],
+    )
+    .await;
+    push_manifest(
+        &client,
+        repo,
+        &sha256(&arm64),
+        &arm64,
+        OCI_MANIFEST,
+        &[b"config arm64", b"layer arm64"],
+    )
+    .await;
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_INDEX,
+        "manifests": [oci::descriptor(OCI_MANIFEST, &amd64), oci::descriptor(OCI_MANIFEST, &arm64)],
+    }))
+    .unwrap();
+    push_manifest(&client, repo, "latest", &index, oci::OCI_INDEX, &[]).await;
+    let signature = signature_of(&amd64, b"signed amd64");
+    push_manifest(
+        &client,
+        repo,
+        &sha256(&signature),
+        &signature,
+        OCI_MANIFEST,
+        &[b"{}", b"signed amd64"],
+    )
+    .await;
+    // Garbage: an image pushed by digest only, and one whose tag was deleted.
+    let lone = image_manifest(b"config lone", &[b"layer lone"]);
+    push_manifest(
+        &client,
+        repo,
+        &sha256(&lone),
+        &lone,
+        OCI_MANIFEST,
+        &[b"config lone", b"layer lone"],
+    )
+    .await;
+    let untagged = image_manifest(b"config untagged", &[b"layer untagged"]);
+    push_manifest(
+        &client,
+        repo,
+        "old",
+        &untagged,
+        OCI_MANIFEST,
+        &[b"config untagged", b"layer untagged"],
+    )
+    .await;
+    assert_eq!(
+        client
+            .delete(&format!("/v2/{repo}/manifests/old"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+
+    let marking = collect(&node, false).await;
+    assert!(
+        digests(&marking, "hidden").is_empty(),
+        "nothing is older than the delay yet: {marking}"
+    );
+    let reports = collect_rounds(&node, 3).await;
+    assert_eq!(
+        removed_manifests(&reports),
+        [sha256(&lone), sha256(&untagged)].into(),
+        "{reports:?}"
+    );
+    let removed: BTreeSet<String> = reports.iter().flat_map(|r| digests(r, "removed")).collect();
+    let garbage: BTreeSet<String> = [
+        b"config lone".as_slice(),
+        b"layer lone",
+        b"config untagged",
+        b"layer untagged",
+    ]
+    .iter()
+    .map(|b| sha256(b))
+    .collect();
+    assert_eq!(removed, garbage, "{reports:?}");
+    assert!(stored_blobs(&node.blobs_dir()).is_disjoint(&garbage));
+    for gone in [&lone, &untagged] {
+        assert_eq!(
+            client.manifest(repo, &sha256(gone)).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    for kept in [&amd64, &arm64, &signature] {
+        assert_eq!(
+            client.manifest(repo, &sha256(kept)).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        client.blob_bytes(repo, &sha256(b"layer arm64")).await,
+        b"layer arm64"
+    );
+    assert_eq!(
+        client.blob_bytes(repo, &sha256(b"signed amd64")).await,
+        b"signed amd64"
+    );
+
+    // Untagging the index unroots all of it, level by level.
+    assert_eq!(
+        client
+            .delete(&format!("/v2/{repo}/manifests/latest"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let reports = collect_rounds(&node, 6).await;
+    assert_eq!(
+        removed_manifests(&reports),
+        [
+            sha256(&index),
+            sha256(&amd64),
+            sha256(&arm64),
+            sha256(&signature)
+        ]
+        .into(),
+        "{reports:?}"
+    );
+    assert!(
+        stored_blobs(&node.blobs_dir()).is_empty(),
+        "{:?}",
+        stored_blobs(&node.blobs_dir())
+    );
+}
+
+#[tokio::test]
+async fn without_untagged_only_referrers_of_a_deleted_subject_go() {
+    let node = collecting_manifests(false);
+    let client = node.client();
+    let repo = "gc/sig";
+    let image = image_manifest(b"config signed", &[b"layer signed"]);
+    push_manifest(
+        &client,
+        repo,
+        "v1",
+        &image,
+        OCI_MANIFEST,
+        &[b"config signed", b"layer signed"],
+    )
+    .await;
+    let signature = signature_of(&image, b"the signature");
+    push_manifest(
+        &client,
+        repo,
+        &sha256(&signature),
+        &signature,
+        OCI_MANIFEST,
+        &[b"{}", b"the signature"],
+    )
+    .await;
+    let by_digest = image_manifest(b"config pinned", &[b"layer pinned"]);
+    push_manifest(
+        &client,
+        repo,
+        &sha256(&by_digest),
+        &by_digest,
+        OCI_MANIFEST,
+        &[b"config pinned", b"layer pinned"],
+    )
+    .await;
+
+    let reports = collect_rounds(&node, 2).await;
+    assert!(removed_manifests(&reports).is_empty(), "{reports:?}");
+    assert_eq!(
+        client.manifest(repo, &sha256(&by_digest)).await.status(),
+        StatusCode::OK,
+        "untagged stays"
+    );
+
+    assert_eq!(
+        client
+            .delete(&format!("/v2/{repo}/manifests/{}", sha256(&image)))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let reports = collect_rounds(&node, 4).await;
+    assert_eq!(
+        removed_manifests(&reports),
+        [sha256(&signature)].into(),
+        "{reports:?}"
+    );
+    assert_eq!(
+        client.manifest(repo, &sha256(&signature)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let stored = stored_blobs(&node.blobs_dir());
+    assert_eq!(
+        stored,
+        [sha256(b"config pinned"), sha256(b"layer pinned")].into(),
+        "the image's and its signature's blobs are gone"
+    );
+}

@@ -13,9 +13,15 @@
 //!    queued for deletion. Irrevocable: a later push writes the next
 //!    generation's key, so no delete, however late, hits live bytes;
 //! 3. **swept**: the sweeper deleted the key.
+//!
+//! A manifest nothing roots (no tag, no index listing it, no stored
+//! subject) is first marked, then deleted by a collection at least the
+//! delay later if it is still unrooted; anything that roots it meanwhile
+//! clears the mark. Deleting it drops its blob references, so its blobs
+//! follow the steps above.
 
 use super::keys;
-use super::view::{BlobLife, BlobRecord, StateView};
+use super::view::{BlobLife, BlobRecord, StateView, Unrooted};
 use super::ApplyError;
 use crate::codec::encode;
 use crate::command::Response;
@@ -123,7 +129,95 @@ pub(super) fn condemn(
 
 /// `digests` without repeats, in their first order: a batch names a digest
 /// once, and a repeat must not be judged against the unchanged view twice.
-fn dedup(digests: &[Digest]) -> Vec<&Digest> {
+fn dedup<T: Eq + std::hash::Hash>(items: &[T]) -> Vec<&T> {
     let mut seen = std::collections::HashSet::new();
-    digests.iter().filter(|d| seen.insert(*d)).collect()
+    items.iter().filter(|item| seen.insert(*item)).collect()
+}
+
+/// A manifest stored (or stored again): it, the children it lists and the
+/// referrers waiting for it as their subject are rooted, so their marks go.
+pub(super) fn root_manifest(
+    view: &StateView,
+    repo: &str,
+    digest: &Digest,
+    manifest: &crate::ManifestRecord,
+    batch: &mut sled::Batch,
+) -> Result<(), ApplyError> {
+    batch.remove(keys::unrooted(repo, digest));
+    for child in &manifest.children {
+        batch.remove(keys::unrooted(repo, child));
+    }
+    for referrer in view.referrers(repo, digest)? {
+        batch.remove(keys::unrooted(repo, &referrer.digest));
+    }
+    Ok(())
+}
+
+/// Whether the manifest qualifies for collection: stored and unrooted, and,
+/// with `orphans_only`, a referrer whose subject is gone.
+fn collectable(
+    view: &StateView,
+    repo: &str,
+    digest: &Digest,
+    orphans_only: bool,
+) -> Result<Option<crate::ManifestRecord>, ApplyError> {
+    let Some(record) = view.manifest(repo, digest)? else {
+        return Ok(None);
+    };
+    let qualifies = match view.unrooted(repo, digest, &record)? {
+        None => false,
+        Some(Unrooted::OrphanReferrer) => true,
+        Some(Unrooted::Untagged) => !orphans_only,
+    };
+    Ok(qualifies.then_some(record))
+}
+
+pub(super) fn mark_unrooted(
+    view: &StateView,
+    manifests: &[(String, Digest)],
+    orphans_only: bool,
+    at_ms: u64,
+    batch: &mut sled::Batch,
+) -> Result<Response, ApplyError> {
+    if view.read_only()? {
+        return Ok(Response::ReadOnly);
+    }
+    let mut marked = Vec::new();
+    for (repo, digest) in dedup(manifests) {
+        if view.unrooted_since(repo, digest)?.is_some()
+            || collectable(view, repo, digest, orphans_only)?.is_none()
+        {
+            continue;
+        }
+        batch.insert(keys::unrooted(repo, digest), encode(&at_ms)?);
+        marked.push((repo.clone(), digest.clone()));
+    }
+    Ok(Response::CollectedManifests(marked))
+}
+
+pub(super) fn expire_manifests(
+    view: &StateView,
+    manifests: &[(String, Digest)],
+    orphans_only: bool,
+    unrooted_before_ms: u64,
+    batch: &mut sled::Batch,
+) -> Result<Response, ApplyError> {
+    if view.read_only()? {
+        return Ok(Response::ReadOnly);
+    }
+    let mut expired = Vec::new();
+    for (repo, digest) in dedup(manifests) {
+        let marked_long_enough = view
+            .unrooted_since(repo, digest)?
+            .is_some_and(|at| at < unrooted_before_ms);
+        if !marked_long_enough {
+            continue;
+        }
+        let Some(record) = collectable(view, repo, digest, orphans_only)? else {
+            continue;
+        };
+        super::delete_manifest(view, repo, digest, &record, batch)?;
+        expired.push((repo.clone(), digest.clone()));
+    }
+    Ok(Response::CollectedManifests(expired))
 }

@@ -13,8 +13,12 @@
 //! * the store only ever receives deletes of condemned keys;
 //! * planning changes nothing.
 //!
+//! * a manifest a collection deletes is rooted by nothing (no tag, no rooted
+//!   index listing it at any depth, no rooted subject).
+//!
 //! At quiescence (every decision applied, every delete done, the graces
-//! past) exactly the referenced blobs are stored.
+//! past) exactly the referenced blobs are stored, and no collectable
+//! manifest is left.
 
 use super::{apply, keys, StateView};
 use crate::command::{BlobSource, Command, ManifestRecord, Response};
@@ -46,10 +50,18 @@ enum Step {
         from: usize,
         blob: usize,
     },
-    /// A manifest of some blobs, tagged or not, maybe a referrer.
+    /// A manifest of some blobs, tagged or not, maybe a referrer of a
+    /// manifest pushed before (which may be in another repository).
     PutManifest {
         repo: usize,
         blobs: Vec<usize>,
+        tag: Option<usize>,
+        subject: Option<usize>,
+    },
+    /// An index listing manifests pushed before, tagged or not.
+    PutIndex {
+        repo: usize,
+        children: Vec<usize>,
         tag: Option<usize>,
     },
     DeleteManifest {
@@ -92,8 +104,15 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0..8usize).prop_map(|push| Step::FinishPush { push }),
         1 => (repo.clone(), repo.clone(), blob.clone())
             .prop_map(|(to, from, blob)| Step::Mount { to, from, blob }),
-        3 => (repo.clone(), prop::collection::vec(blob.clone(), 1..3), prop::option::of(0..3usize))
-            .prop_map(|(repo, blobs, tag)| Step::PutManifest { repo, blobs, tag }),
+        3 => (
+            repo.clone(),
+            prop::collection::vec(blob.clone(), 1..3),
+            prop::option::of(0..3usize),
+            prop::option::of(0..6usize),
+        )
+            .prop_map(|(repo, blobs, tag, subject)| Step::PutManifest { repo, blobs, tag, subject }),
+        1 => (repo.clone(), prop::collection::vec(0..6usize, 1..3), prop::option::of(0..3usize))
+            .prop_map(|(repo, children, tag)| Step::PutIndex { repo, children, tag }),
         1 => (repo.clone(), 0..6usize).prop_map(|(repo, manifest)| Step::DeleteManifest { repo, manifest }),
         1 => (repo.clone(), 0..3usize).prop_map(|(repo, tag)| Step::DeleteTag { repo, tag }),
         1 => (repo, blob).prop_map(|(repo, blob)| Step::Unlink { repo, blob }),
@@ -135,10 +154,12 @@ struct Model {
     highest_generation: BTreeMap<Digest, u64>,
     /// Manifests pushed per repository, to pick deletes from.
     manifests: Vec<(String, Digest)>,
+    /// `storage.gc.untagged` of this run's collections.
+    untagged: bool,
 }
 
 impl Model {
-    fn new() -> Self {
+    fn new(untagged: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         Model {
@@ -153,17 +174,57 @@ impl Model {
             condemned: BTreeSet::new(),
             highest_generation: BTreeMap::new(),
             manifests: Vec::new(),
+            untagged,
         }
     }
 
     fn run(&mut self, command: Command) -> Response {
+        let rooted = matches!(command, Command::ExpireManifests { .. }).then(|| self.rooted());
         self.index += 1;
         let (batch, response) = apply(&self.view, self.index, &command).unwrap();
         self.view.tree().apply_batch(batch).unwrap();
         for (digest, generation, _) in self.view.pending_sweeps().unwrap() {
             self.condemned.insert((digest, generation));
         }
+        if let (Some(rooted), Response::CollectedManifests(deleted)) = (rooted, &response) {
+            for manifest in deleted {
+                assert!(
+                    !rooted.contains(manifest),
+                    "a rooted manifest {manifest:?} was collected"
+                );
+            }
+        }
         response
+    }
+
+    /// The manifests something keeps: tagged ones, what rooted indexes list
+    /// (at any depth), referrers of rooted subjects.
+    fn rooted(&self) -> BTreeSet<(String, Digest)> {
+        let stored: Vec<_> = self.view.manifests().map(|m| m.unwrap()).collect();
+        let mut rooted: BTreeSet<(String, Digest)> = stored
+            .iter()
+            .filter(|(repo, digest, _)| self.view.manifest_tagged(repo, digest).unwrap())
+            .map(|(repo, digest, _)| (repo.clone(), digest.clone()))
+            .collect();
+        loop {
+            let before = rooted.len();
+            for (repo, digest, record) in &stored {
+                let id = (repo.clone(), digest.clone());
+                if rooted.contains(&id) {
+                    for child in &record.children {
+                        rooted.insert((repo.clone(), child.clone()));
+                    }
+                }
+                if let Some(subject) = &record.subject {
+                    if rooted.contains(&(repo.clone(), subject.clone())) {
+                        rooted.insert(id);
+                    }
+                }
+            }
+            if rooted.len() == before {
+                return rooted;
+            }
+        }
     }
 
     fn step(&mut self, step: Step) {
@@ -230,16 +291,62 @@ impl Model {
                     generation,
                 });
             }
-            Step::PutManifest { repo, blobs, tag } => {
+            Step::PutManifest {
+                repo,
+                blobs,
+                tag,
+                subject,
+            } => {
                 let blobs: Vec<Digest> = blobs.into_iter().map(digest_of).collect();
-                let digest = Digest::sha256_of(format!("{blobs:?}").as_bytes());
-                let subject = self.manifests.first().map(|(_, d)| d.clone());
+                let subject = subject
+                    .filter(|_| !self.manifests.is_empty())
+                    .map(|s| self.manifests[s % self.manifests.len()].1.clone());
+                let digest = Digest::sha256_of(format!("{blobs:?}{subject:?}").as_bytes());
                 let record = ManifestRecord {
                     media_type: "application/vnd.oci.image.manifest.v1+json".into(),
                     bytes: b"{}".to_vec(),
                     blobs,
                     children: vec![],
                     subject,
+                    artifact_type: None,
+                    annotations: Default::default(),
+                    at_ms: self.now,
+                };
+                let answer = self.run(Command::PutManifest {
+                    repo: REPOS[repo].to_owned(),
+                    digest: digest.clone(),
+                    tag: tag.map(|t| format!("t{t}")),
+                    manifest: record,
+                });
+                if answer == Response::Done {
+                    self.manifests.push((REPOS[repo].to_owned(), digest));
+                }
+            }
+            Step::PutIndex {
+                repo,
+                children,
+                tag,
+            } => {
+                let mine: Vec<_> = self
+                    .manifests
+                    .iter()
+                    .filter(|(r, _)| r == REPOS[repo])
+                    .map(|(_, d)| d.clone())
+                    .collect();
+                if mine.is_empty() {
+                    return;
+                }
+                let children: Vec<Digest> = children
+                    .iter()
+                    .map(|c| mine[c % mine.len()].clone())
+                    .collect();
+                let digest = Digest::sha256_of(format!("index {children:?}").as_bytes());
+                let record = ManifestRecord {
+                    media_type: "application/vnd.oci.image.index.v1+json".into(),
+                    bytes: b"{}".to_vec(),
+                    blobs: vec![],
+                    children,
+                    subject: None,
                     artifact_type: None,
                     annotations: Default::default(),
                     at_ms: self.now,
@@ -282,8 +389,21 @@ impl Model {
             }
             Step::Plan => {
                 let before = self.view.fingerprint().unwrap();
-                let plan = gc::plan(&self.view, self.now, GRACES).unwrap();
+                let orphans_only = !self.untagged;
+                let manifests =
+                    gc::plan_manifests(&self.view, self.now, GRACES, orphans_only).unwrap();
+                let plan = gc::plan(&self.view, self.now, GRACES, &Default::default()).unwrap();
                 assert_eq!(before, self.view.fingerprint().unwrap(), "planning is pure");
+                self.decisions.push(Command::ExpireManifests {
+                    manifests: manifests.expire,
+                    orphans_only,
+                    unrooted_before_ms: Plan::linked_before(self.now, GRACES),
+                });
+                self.decisions.push(Command::MarkUnrooted {
+                    manifests: manifests.mark,
+                    orphans_only,
+                    at_ms: self.now,
+                });
                 self.decisions.push(Command::CondemnBlobs {
                     digests: plan.condemn.iter().map(|c| c.digest.clone()).collect(),
                     tombstoned_before_ms: Plan::tombstoned_before(self.now, GRACES),
@@ -384,7 +504,9 @@ impl Model {
         while !self.decisions.is_empty() {
             self.step(Step::Decide { decision: 0 });
         }
-        for _ in 0..3 {
+        // Each round deletes one level of unrooted manifests (an index, then
+        // what it listed, then their referrers): enough rounds to finish.
+        for _ in 0..8 {
             self.now += GRACES.delay_ms + GRACES.grace_ms + 1;
             self.step(Step::Plan);
             while !self.decisions.is_empty() {
@@ -401,6 +523,15 @@ impl Model {
             self.check();
         }
         assert!(self.view.pending_sweeps().unwrap().is_empty());
+        for item in self.view.manifests() {
+            let (repo, digest, record) = item.unwrap();
+            let kept = match self.view.unrooted(&repo, &digest, &record).unwrap() {
+                None => true,
+                Some(super::Unrooted::OrphanReferrer) => false,
+                Some(super::Unrooted::Untagged) => !self.untagged,
+            };
+            assert!(kept, "{repo}@{digest} should have been collected");
+        }
         let mut referenced = BTreeSet::new();
         for item in self.view.tree().scan_prefix(keys::MANIFEST) {
             let (_, value) = item.unwrap();
@@ -429,9 +560,10 @@ proptest! {
 
     #[test]
     fn collections_never_lose_referenced_bytes_nor_reuse_keys(
+        untagged in any::<bool>(),
         steps in prop::collection::vec(step(), 1..120)
     ) {
-        let mut model = Model::new();
+        let mut model = Model::new(untagged);
         for step in steps {
             model.step(step);
             model.check();

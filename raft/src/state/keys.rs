@@ -10,6 +10,10 @@
 //! g/<digest>                            BlobLife: generation, tombstone, last push (GC)
 //! R/<digest>\0<repo>\0<manifest>         manifest in repo references blob <digest>
 //! s/<digest>\0<generation, 8 bytes BE>   condemned generation awaiting the sweeper; value: size
+//! T/<repo>\0<digest>\0<tag>              tag <tag> of repo points at manifest <digest>
+//! P/<repo>\0<child>\0<index>             index manifest <index> of repo lists <child>
+//! U/<repo>\0<digest>                      when a collection first saw the manifest unrooted
+//!                                       (8 bytes BE ms); cleared when anything roots it
 //! m/<repo>\0<digest>                    ManifestRecord
 //! t/<repo>\0<tag>                       digest the tag points at
 //! f/<repo>\0<subject>\0<referrer>       referrer manifest of subject
@@ -40,6 +44,9 @@ pub const LAYOUT: &[u8] = b"c/layout";
 pub const BLOB_LIFE: &[u8] = b"g/";
 pub const BLOB_REFERENCE: &[u8] = b"R/";
 pub const SWEEP: &[u8] = b"s/";
+pub const TAG_OF: &[u8] = b"T/";
+pub const PARENT: &[u8] = b"P/";
+pub const UNROOTED: &[u8] = b"U/";
 pub const MEMBER: &[u8] = b"n/";
 pub const REQUEST: &[u8] = b"q/";
 pub const REQUEST_BY_INDEX: &[u8] = b"Q/";
@@ -147,6 +154,60 @@ pub fn parse_digest_key(prefix: &[u8], key: &[u8]) -> Option<Digest> {
         .ok()?
         .parse()
         .ok()
+}
+
+pub fn tag_of(repo: &str, manifest: &Digest, tag: &str) -> Vec<u8> {
+    join(
+        TAG_OF,
+        &[
+            repo.as_bytes(),
+            manifest.to_string().as_bytes(),
+            tag.as_bytes(),
+        ],
+    )
+}
+
+/// Prefix of every tag pointing at `manifest` in `repo`.
+pub fn tags_of_manifest(repo: &str, manifest: &Digest) -> Vec<u8> {
+    join(
+        TAG_OF,
+        &[repo.as_bytes(), manifest.to_string().as_bytes(), b""],
+    )
+}
+
+pub fn parent(repo: &str, child: &Digest, index: &Digest) -> Vec<u8> {
+    join(
+        PARENT,
+        &[
+            repo.as_bytes(),
+            child.to_string().as_bytes(),
+            index.to_string().as_bytes(),
+        ],
+    )
+}
+
+/// Prefix of every index of `repo` listing `child`.
+pub fn parents_of(repo: &str, child: &Digest) -> Vec<u8> {
+    join(
+        PARENT,
+        &[repo.as_bytes(), child.to_string().as_bytes(), b""],
+    )
+}
+
+pub fn unrooted(repo: &str, manifest: &Digest) -> Vec<u8> {
+    join(
+        UNROOTED,
+        &[repo.as_bytes(), manifest.to_string().as_bytes()],
+    )
+}
+
+/// The repository and digest of a key made by [`manifest`].
+pub fn parse_manifest_key(key: &[u8]) -> Option<(String, Digest)> {
+    let rest = key.strip_prefix(MANIFEST)?;
+    let split = rest.iter().rposition(|b| *b == SEP)?;
+    let repo = std::str::from_utf8(&rest[..split]).ok()?.to_owned();
+    let digest = std::str::from_utf8(&rest[split + 1..]).ok()?.parse().ok()?;
+    Some((repo, digest))
 }
 
 pub fn upload(id: &str) -> Vec<u8> {

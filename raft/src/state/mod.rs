@@ -13,7 +13,7 @@ mod upgrade;
 mod view;
 
 pub use upgrade::upgrade;
-pub use view::{BlobLife, BlobRecord, Referrer, ServableBlob, StateView};
+pub use view::{BlobLife, BlobRecord, Referrer, ServableBlob, StateView, Unrooted};
 
 use crate::codec::{encode, CodecError};
 use crate::command::{BlobSource, Command, Response, UploadOwner};
@@ -62,13 +62,48 @@ fn put_manifest(
         collect::revive_if_hidden(view, blob, &record, manifest.at_ms, batch)?;
     }
     for tag in tags {
+        if let Some(previous) = view.tag(repo, tag)? {
+            batch.remove(keys::tag_of(repo, &previous, tag));
+        }
         batch.insert(keys::tag(repo, tag), digest.to_string().into_bytes());
+        batch.insert(keys::tag_of(repo, digest, tag), Vec::<u8>::new());
     }
+    for child in &manifest.children {
+        batch.insert(keys::parent(repo, child, digest), Vec::<u8>::new());
+    }
+    collect::root_manifest(view, repo, digest, manifest, batch)?;
     if let Some(subject) = &manifest.subject {
         batch.insert(keys::referrer(repo, subject, digest), Vec::<u8>::new());
     }
     batch.insert(keys::repo(repo), Vec::<u8>::new());
     Ok(Response::Done)
+}
+
+/// Removes a stored manifest with its tags, its references (to blobs, to
+/// its children, to its subject) and its collection mark.
+fn delete_manifest(
+    view: &StateView,
+    repo: &str,
+    digest: &storage::Digest,
+    record: &crate::ManifestRecord,
+    batch: &mut sled::Batch,
+) -> Result<(), ApplyError> {
+    batch.remove(keys::manifest(repo, digest));
+    for blob in &record.blobs {
+        batch.remove(keys::blob_reference(blob, repo, digest));
+    }
+    for child in &record.children {
+        batch.remove(keys::parent(repo, child, digest));
+    }
+    for tag in view.tags_of_manifest(repo, digest)? {
+        batch.remove(keys::tag(repo, &tag));
+        batch.remove(keys::tag_of(repo, digest, &tag));
+    }
+    if let Some(subject) = &record.subject {
+        batch.remove(keys::referrer(repo, subject, digest));
+    }
+    batch.remove(keys::unrooted(repo, digest));
+    Ok(())
 }
 
 /// A blob a commit records: its bytes are at `generation`'s key.
@@ -219,29 +254,18 @@ fn apply_into(
         Command::DeleteManifest { repo, digest } => match view.manifest(repo, digest)? {
             None => Response::ManifestUnknown,
             Some(record) => {
-                batch.remove(keys::manifest(repo, digest));
-                for blob in &record.blobs {
-                    batch.remove(keys::blob_reference(blob, repo, digest));
-                }
-                for (tag, target) in view.tags_with_targets(repo)? {
-                    if &target == digest {
-                        batch.remove(keys::tag(repo, &tag));
-                    }
-                }
-                if let Some(subject) = &record.subject {
-                    batch.remove(keys::referrer(repo, subject, digest));
-                }
+                delete_manifest(view, repo, digest, &record, batch)?;
                 Response::Done
             }
         },
-        Command::DeleteTag { repo, tag } => {
-            if view.tag(repo, tag)?.is_none() {
-                Response::ManifestUnknown
-            } else {
+        Command::DeleteTag { repo, tag } => match view.tag(repo, tag)? {
+            None => Response::ManifestUnknown,
+            Some(target) => {
                 batch.remove(keys::tag(repo, tag));
+                batch.remove(keys::tag_of(repo, &target, tag));
                 Response::Done
             }
-        }
+        },
         Command::UnlinkBlob { repo, digest } => {
             if view.blob_in_repo(repo, digest)?.is_none() {
                 Response::BlobUnknown
@@ -332,6 +356,16 @@ fn apply_into(
             digests,
             tombstoned_before_ms,
         } => collect::condemn(view, digests, *tombstoned_before_ms, batch)?,
+        Command::MarkUnrooted {
+            manifests,
+            orphans_only,
+            at_ms,
+        } => collect::mark_unrooted(view, manifests, *orphans_only, *at_ms, batch)?,
+        Command::ExpireManifests {
+            manifests,
+            orphans_only,
+            unrooted_before_ms,
+        } => collect::expire_manifests(view, manifests, *orphans_only, *unrooted_before_ms, batch)?,
         Command::SweptBlobs { swept } => {
             for (digest, generation) in swept {
                 batch.remove(keys::sweep(digest, *generation));
@@ -849,6 +883,84 @@ mod tests {
             run(&v, tombstone(&["layer"], 10, 10)),
             collected(&["layer"])
         );
+    }
+
+    #[test]
+    fn unrooted_manifests_are_marked_then_expired_unless_rooted_meanwhile() {
+        let (_dir, v) = view();
+        run(&v, commit_at("r", "layer", 0, 1));
+        let put = |digest: &str, tag: Option<&str>, record: ManifestRecord| Command::PutManifest {
+            repo: "r".into(),
+            digest: d(digest),
+            tag: tag.map(str::to_owned),
+            manifest: record,
+        };
+        run(&v, put("tagged", Some("v1"), manifest(&["layer"], None)));
+        run(&v, put("loose", None, manifest(&["layer"], None)));
+        run(&v, put("retagged", None, manifest(&["layer"], None)));
+        run(
+            &v,
+            put("signature", None, manifest(&["layer"], Some("gone"))),
+        );
+        let child = ManifestRecord {
+            children: vec![d("loose")],
+            ..manifest(&[], None)
+        };
+        let ids = |names: &[&str]| -> Vec<(String, Digest)> {
+            names.iter().map(|n| ("r".to_owned(), d(n))).collect()
+        };
+        let all = ids(&["tagged", "loose", "retagged", "signature"]);
+        let mark = |orphans_only| Command::MarkUnrooted {
+            manifests: all.clone(),
+            orphans_only,
+            at_ms: 10,
+        };
+        let expire = |orphans_only, before| Command::ExpireManifests {
+            manifests: all.clone(),
+            orphans_only,
+            unrooted_before_ms: before,
+        };
+        assert_eq!(
+            run(&v, mark(true)),
+            Response::CollectedManifests(ids(&["signature"])),
+            "without untagged, only the orphan referrer"
+        );
+        assert_eq!(
+            run(&v, mark(false)),
+            Response::CollectedManifests(ids(&["loose", "retagged"])),
+            "the tagged one stays unmarked; the signature was marked already"
+        );
+        run(&v, put("retagged", Some("v2"), manifest(&["layer"], None)));
+        run(&v, put("index", Some("multi"), child));
+        assert_eq!(
+            run(&v, expire(false, 10)),
+            Response::CollectedManifests(vec![]),
+            "the delay has not passed"
+        );
+        assert_eq!(
+            run(&v, expire(false, 11)),
+            Response::CollectedManifests(ids(&["signature"])),
+            "a tag and an index rooted the others"
+        );
+        assert!(v.manifest("r", &d("signature")).unwrap().is_none());
+        assert_eq!(
+            v.unrooted_since("r", &d("retagged")).unwrap(),
+            None,
+            "the mark went"
+        );
+        run(
+            &v,
+            Command::DeleteTag {
+                repo: "r".into(),
+                tag: "v2".into(),
+            },
+        );
+        assert_eq!(
+            run(&v, expire(false, 100)),
+            Response::CollectedManifests(vec![]),
+            "untagged again, but not marked since"
+        );
+        assert!(v.blob_referenced(&d("layer")).unwrap());
     }
 
     #[test]

@@ -9,8 +9,9 @@ use crate::command::ManifestRecord;
 use storage::Digest;
 
 /// The layout this version writes: 1 added the manifest → blob references
-/// (`R/`) that garbage collection consults.
-const LAYOUT: u64 = 1;
+/// (`R/`) that garbage collection consults, 2 the tag and index reverse
+/// indexes (`T/`, `P/`) it roots manifests by.
+const LAYOUT: u64 = 2;
 
 /// Brings `tree` to the current layout. Returns whether it changed anything.
 pub fn upgrade(tree: &sled::Tree) -> Result<bool, ApplyError> {
@@ -25,11 +26,13 @@ pub fn upgrade(tree: &sled::Tree) -> Result<bool, ApplyError> {
     if current >= LAYOUT {
         return Ok(false);
     }
+    // Every step rebuilds a derived index from the records, so running one
+    // again is harmless.
     let mut batch = sled::Batch::default();
     let mut references = 0u64;
     for item in tree.scan_prefix(keys::MANIFEST) {
         let (key, value) = item?;
-        let Some((repo, digest)) = manifest_key(&key) else {
+        let Some((repo, digest)) = keys::parse_manifest_key(&key) else {
             return Err(crate::codec::CodecError::Corrupt("manifest key").into());
         };
         let record: ManifestRecord = decode(&value)?;
@@ -37,6 +40,25 @@ pub fn upgrade(tree: &sled::Tree) -> Result<bool, ApplyError> {
             batch.insert(keys::blob_reference(blob, &repo, &digest), Vec::<u8>::new());
             references += 1;
         }
+        for child in &record.children {
+            batch.insert(keys::parent(&repo, child, &digest), Vec::<u8>::new());
+            references += 1;
+        }
+    }
+    for item in tree.scan_prefix(keys::TAG) {
+        let (key, value) = item?;
+        let rest = &key[keys::TAG.len()..];
+        let split = rest.iter().position(|b| *b == 0);
+        let target = std::str::from_utf8(&value)
+            .ok()
+            .and_then(|v| v.parse::<Digest>().ok());
+        let (Some(split), Some(target)) = (split, target) else {
+            return Err(crate::codec::CodecError::Corrupt("tag").into());
+        };
+        let repo = String::from_utf8_lossy(&rest[..split]);
+        let tag = String::from_utf8_lossy(&rest[split + 1..]);
+        batch.insert(keys::tag_of(&repo, &target, &tag), Vec::<u8>::new());
+        references += 1;
     }
     batch.insert(keys::LAYOUT, LAYOUT.to_be_bytes().to_vec());
     tree.apply_batch(batch)?;
@@ -47,12 +69,4 @@ pub fn upgrade(tree: &sled::Tree) -> Result<bool, ApplyError> {
         "metadata layout upgraded"
     );
     Ok(true)
-}
-
-fn manifest_key(key: &[u8]) -> Option<(String, Digest)> {
-    let rest = key.strip_prefix(keys::MANIFEST)?;
-    let split = rest.iter().rposition(|b| *b == 0)?;
-    let repo = std::str::from_utf8(&rest[..split]).ok()?.to_owned();
-    let digest = std::str::from_utf8(&rest[split + 1..]).ok()?.parse().ok()?;
-    Some((repo, digest))
 }

@@ -35,6 +35,15 @@ pub struct ServableBlob {
     pub generation: u64,
 }
 
+/// Why nothing keeps a stored manifest (see [`StateView::unrooted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrooted {
+    /// No tag, no index listing it, no subject.
+    Untagged,
+    /// A referrer, untagged and unlisted, whose subject is not stored.
+    OrphanReferrer,
+}
+
 /// A manifest that names another as its subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Referrer {
@@ -117,14 +126,97 @@ impl StateView {
         Ok(life.map_or(0, |life| life.generation))
     }
 
+    /// The manifests (repository, digest) that reference the blob.
+    pub fn blob_referrers(&self, digest: &Digest) -> Result<Vec<(String, Digest)>> {
+        let prefix = keys::references_to(digest);
+        self.tree
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|key| {
+                let key = key?;
+                let rest = &key[prefix.len()..];
+                let split = rest
+                    .iter()
+                    .rposition(|b| *b == 0)
+                    .ok_or(crate::codec::CodecError::Corrupt("reference key"))?;
+                let manifest = parse_digest(&rest[split + 1..])
+                    .ok_or(crate::codec::CodecError::Corrupt("reference key"))?;
+                Ok((
+                    String::from_utf8_lossy(&rest[..split]).into_owned(),
+                    manifest,
+                ))
+            })
+            .collect()
+    }
+
     /// Whether any stored manifest, in any repository, references the blob.
     pub fn blob_referenced(&self, digest: &Digest) -> Result<bool> {
-        Ok(self
-            .tree
-            .scan_prefix(keys::references_to(digest))
-            .next()
-            .transpose()?
-            .is_some())
+        self.any_under(&keys::references_to(digest))
+    }
+
+    /// The tags of `repo` that point at `manifest`.
+    pub fn tags_of_manifest(&self, repo: &str, manifest: &Digest) -> Result<Vec<String>> {
+        let prefix = keys::tags_of_manifest(repo, manifest);
+        self.tree
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|key| Ok(String::from_utf8_lossy(&key?[prefix.len()..]).into_owned()))
+            .collect()
+    }
+
+    /// Whether nothing keeps the manifest in `repo`: no tag points at it, no
+    /// index lists it, and its subject (if it has one) is not stored. A
+    /// referrer of a stored subject is kept while the subject is; an index's
+    /// children are kept while the index is.
+    pub fn unrooted(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        record: &ManifestRecord,
+    ) -> Result<Option<Unrooted>> {
+        if self.manifest_tagged(repo, digest)? || self.manifest_listed(repo, digest)? {
+            return Ok(None);
+        }
+        match &record.subject {
+            None => Ok(Some(Unrooted::Untagged)),
+            Some(subject) if subject == digest => Ok(Some(Unrooted::OrphanReferrer)),
+            Some(subject) => Ok(
+                match self.tree.contains_key(keys::manifest(repo, subject))? {
+                    true => None,
+                    false => Some(Unrooted::OrphanReferrer),
+                },
+            ),
+        }
+    }
+
+    /// Whether any tag of `repo` points at `manifest`.
+    pub fn manifest_tagged(&self, repo: &str, manifest: &Digest) -> Result<bool> {
+        self.any_under(&keys::tags_of_manifest(repo, manifest))
+    }
+
+    /// Whether an index stored in `repo` lists `manifest`.
+    pub fn manifest_listed(&self, repo: &str, manifest: &Digest) -> Result<bool> {
+        self.any_under(&keys::parents_of(repo, manifest))
+    }
+
+    /// When a collection first saw the manifest unrooted, unless something
+    /// rooted it since.
+    pub fn unrooted_since(&self, repo: &str, manifest: &Digest) -> Result<Option<u64>> {
+        self.get(&keys::unrooted(repo, manifest))
+    }
+
+    /// Every stored manifest with its repository, in key order.
+    pub fn manifests(&self) -> impl Iterator<Item = Result<(String, Digest, ManifestRecord)>> + '_ {
+        self.tree.scan_prefix(keys::MANIFEST).map(|item| {
+            let (key, value) = item?;
+            let (repo, digest) = keys::parse_manifest_key(&key)
+                .ok_or(crate::codec::CodecError::Corrupt("manifest key"))?;
+            Ok((repo, digest, decode(&value)?))
+        })
+    }
+
+    fn any_under(&self, prefix: &[u8]) -> Result<bool> {
+        Ok(self.tree.scan_prefix(prefix).next().transpose()?.is_some())
     }
 
     /// Every recorded blob with its record, in digest order.
