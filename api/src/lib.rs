@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod manifest;
 pub mod metrics;
 pub mod names;
+pub mod pulls;
 pub mod route;
 pub mod state;
 pub mod upload;

@@ -15,6 +15,8 @@ pub struct AppState {
     pub uploads: Addr<UploadRegistry>,
     pub config: Arc<ApiConfig>,
     pub metrics: crate::metrics::ApiMetrics,
+    /// Manifest pulls served here, written to the log in batches.
+    pub pulls: crate::pulls::PullLog,
     /// The requests arrive on the internal listener, forwarded by a peer to
     /// this node as the owner of what they touch: serve them here, never
     /// forward them again.

@@ -139,6 +139,20 @@ fn render_gc(report: &crate::gc::GcReport) -> String {
         out.push_str("dry run: nothing was changed\n");
     }
     out.push_str(&format!(
+        "tags {} by retention: {}\n",
+        verb("removed", "to remove"),
+        report.tags_removed.len()
+    ));
+    for tag in &report.tags_removed {
+        out.push_str(&format!(
+            "  {} {}:{} ({})\n",
+            verb("removed", "remove"),
+            tag.repository,
+            tag.tag,
+            tag.digest
+        ));
+    }
+    out.push_str(&format!(
         "manifests {}: {}\n",
         verb("removed", "to remove"),
         report.manifests_removed.len()

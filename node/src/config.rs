@@ -237,6 +237,29 @@ struct StorageSection {
     maintenance: MaintenanceSection,
     #[serde(default)]
     gc: GcSection,
+    /// Which tags each repository keeps; applied by every collection.
+    #[serde(default)]
+    retention: Vec<RetentionSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    /// Globs over repository names (`*` within a segment, `**` across).
+    repositories: Vec<String>,
+    #[serde(default)]
+    keep: KeepSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeepSection {
+    /// Globs over tag names.
+    #[serde(default)]
+    tags: Vec<String>,
+    mostrecent: Option<usize>,
+    pushedwithin: Option<String>,
+    pulledwithin: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -537,7 +560,8 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
     };
     let redirect = !file.storage.redirect.disable;
     let purge = purge_config(&file.storage.maintenance.uploadpurging)?;
-    let gc = gc_config(&file.storage.gc)?;
+    let mut gc = gc_config(&file.storage.gc)?;
+    gc.retention = retention_rules(&file.storage.retention)?;
     let delete_enabled = file.storage.delete.enabled;
     let read_only = file.storage.maintenance.readonly.enabled;
     let blobs = backend(file.storage)?;
@@ -786,6 +810,38 @@ fn purge_config(section: &UploadPurgingSection) -> Result<crate::purge::PurgeCon
     Ok(config)
 }
 
+fn retention_rules(
+    sections: &[RetentionSection],
+) -> Result<Vec<raft::gc::RetentionRule>, ConfigError> {
+    sections
+        .iter()
+        .enumerate()
+        .map(|(i, section)| {
+            let invalid =
+                |what: String| ConfigError::Invalid(format!("storage.retention[{i}].{what}"));
+            if section.repositories.is_empty() {
+                return Err(invalid(
+                    "repositories: name at least one pattern".to_owned(),
+                ));
+            }
+            let window = |key: &str, raw: &Option<String>| match raw {
+                None => Ok(None),
+                Some(raw) => humantime::parse_duration(raw)
+                    .map(|d| Some(d.as_millis() as u64))
+                    .map_err(|e| invalid(format!("keep.{key}: {raw:?}: {e}"))),
+            };
+            let keep = raft::gc::Keep {
+                tags: section.keep.tags.clone(),
+                most_recent: section.keep.mostrecent,
+                pushed_within_ms: window("pushedwithin", &section.keep.pushedwithin)?,
+                pulled_within_ms: window("pulledwithin", &section.keep.pulledwithin)?,
+            };
+            raft::gc::RetentionRule::new(section.repositories.clone(), keep)
+                .map_err(|e| invalid(format!("a pattern: {e}")))
+        })
+        .collect()
+}
+
 fn gc_config(section: &GcSection) -> Result<crate::gc::GcConfig, ConfigError> {
     let defaults = crate::gc::GcConfig::default();
     let duration = |key: &str, raw: &Option<String>, default| match raw {
@@ -800,6 +856,7 @@ fn gc_config(section: &GcSection) -> Result<crate::gc::GcConfig, ConfigError> {
         grace: duration("grace", &section.grace, defaults.grace)?,
         untagged: section.untagged,
         dry_run: section.dryrun,
+        ..defaults
     };
     if config.enabled && config.interval.is_zero() {
         return Err(ConfigError::Invalid(
@@ -1006,7 +1063,7 @@ mod tests {
         let c = load(None, &HashMap::new()).unwrap();
         assert_eq!(c.gc, crate::gc::GcConfig::default());
         let f = write(
-            "storage:\n  gc:\n    interval: 10m\n    delay: 2h\n    grace: 45m\n    dryrun: true\n",
+            "storage:\n  gc:\n    interval: 10m\n    delay: 2h\n    grace: 45m\n    untagged: true\n    dryrun: true\n",
         );
         let c = load(
             Some(f.path()),
@@ -1029,6 +1086,20 @@ mod tests {
         );
         let f = write("storage:\n  gc:\n    interval: 0s\n");
         assert!(load(Some(f.path()), &HashMap::new()).is_err());
+        let f = write("storage:\n  retention:\n    - repositories: [\"ci/**\"]\n      keep: { tags: [\"v*\"], mostrecent: 3, pulledwithin: 720h }\n");
+        let c = load(Some(f.path()), &HashMap::new()).unwrap();
+        assert_eq!(c.gc.retention.len(), 1);
+        assert!(c.gc.retention[0].applies_to("ci/app/x"));
+        assert!(!c.gc.retention[0].applies_to("prod/app"));
+        assert_eq!(c.gc.retention[0].keep.most_recent, Some(3));
+        let f = write("storage:\n  retention:\n    - repositories: [\"a\"]\n      keep: { pushedwithin: soon }\n");
+        let err = load(Some(f.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("storage.retention[0].keep.pushedwithin"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! One collection, on any node:
 //!
-//! 0. delete the manifests marked unrooted for longer than the delay
+//! 0. remove the tags retention rules drop (`storage.retention`); delete
+//!    the manifests marked unrooted for longer than the delay
 //!    (with `untagged`; else only referrers whose subject is gone), and
 //!    mark the newly unrooted;
 //! 1. condemn the blobs hidden for longer than the grace;
@@ -48,6 +49,10 @@ pub struct GcConfig {
     pub untagged: bool,
     /// Scheduled collections only report.
     pub dry_run: bool,
+    /// `storage.retention`: which tags each repository keeps.
+    pub retention: Vec<raft::gc::RetentionRule>,
+    /// How often a node writes the pulls it served to the log.
+    pub pull_flush: Duration,
 }
 
 impl Default for GcConfig {
@@ -59,6 +64,8 @@ impl Default for GcConfig {
             grace: Duration::from_secs(30 * 60),
             untagged: false,
             dry_run: false,
+            retention: Vec::new(),
+            pull_flush: Duration::from_secs(10),
         }
     }
 }
@@ -79,10 +86,21 @@ pub struct RemovedManifest {
     pub digest: Digest,
 }
 
+/// A tag a retention rule removed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemovedTag {
+    pub repository: String,
+    pub tag: String,
+    pub digest: Digest,
+}
+
 /// What one collection did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     pub dry_run: bool,
+    /// Tags retention rules removed; their manifests go after the delay
+    /// unless tagged again.
+    pub tags_removed: Vec<RemovedTag>,
     /// Manifests deleted: unrooted (with `untagged`) or referrers whose
     /// subject is gone, marked so by a collection at least the delay ago.
     pub manifests_removed: Vec<RemovedManifest>,
@@ -166,6 +184,7 @@ impl Collector {
         match &result {
             Ok(report) => tracing::info!(
                 dry_run,
+                tags_removed = report.tags_removed.len(),
                 manifests_removed = report.manifests_removed.len(),
                 manifests_marked = report.manifests_marked,
                 removed = report.removed.len(),
@@ -193,6 +212,26 @@ impl Collector {
         let now = api::state::now_ms();
         let phase = Instant::now();
         let mut view = self.meta.read().await?;
+        let untag =
+            raft::gc::plan_retention(view, now, &self.config.retention).map_err(MetaError::from)?;
+        let tags_removed = if dry_run || untag.is_empty() {
+            untag
+        } else {
+            let removed = self.apply_retention(untag).await?;
+            view = self.meta.read().await?;
+            removed
+        };
+        let tags_removed: Vec<RemovedTag> = tags_removed
+            .into_iter()
+            .map(|t| RemovedTag {
+                repository: t.repo,
+                tag: t.tag,
+                digest: t.manifest,
+            })
+            .collect();
+        if !dry_run {
+            self.metrics.tags_removed.inc_by(tags_removed.len() as u64);
+        }
         let manifests =
             raft::gc::plan_manifests(view, now, graces, orphans_only).map_err(MetaError::from)?;
         let expiring: BTreeSet<ManifestId> = if dry_run {
@@ -230,12 +269,14 @@ impl Collector {
         );
         if dry_run {
             let mut report = dry_report(plan);
+            report.tags_removed = tags_removed;
             report.manifests_removed = removed_manifests(manifests.expire);
             report.manifests_marked = manifests.mark.len();
             report.manifests_in_delay = manifests.marked_in_delay;
             return Ok(report);
         }
         let mut report = GcReport {
+            tags_removed,
             hidden_in_grace: plan.hidden_in_grace,
             manifests_removed: removed_manifests(manifest_report.removed),
             manifests_marked: manifest_report.marked,
@@ -289,6 +330,31 @@ impl Collector {
             .set((report.hidden_in_grace + report.hidden.len()) as i64);
         self.metrics.phase("hide", phase.elapsed());
         Ok(report)
+    }
+
+    /// Removes the tags retention drops; answers those the log removed.
+    async fn apply_retention(
+        &self,
+        untag: Vec<raft::PlannedUntag>,
+    ) -> Result<Vec<raft::PlannedUntag>, GcError> {
+        let mut removed = Vec::new();
+        for batch in untag.chunks(BATCH) {
+            let command = Command::RetentionUntag {
+                tags: batch.to_vec(),
+                at_ms: api::state::now_ms(),
+            };
+            match self.meta.propose(command).await? {
+                Response::Untagged(done) => removed.extend(done),
+                Response::ReadOnly => return Err(GcError::ReadOnly),
+                other => {
+                    return Err(GcError::Meta(MetaError::Fatal(format!(
+                        "retention: unexpected answer {other:?}"
+                    ))))
+                }
+            }
+        }
+        tracing::info!(tags = removed.len(), "retention removed tags");
+        Ok(removed)
     }
 
     /// Deletes the manifests marked unrooted long enough, then marks the
@@ -489,6 +555,26 @@ fn dry_report(plan: Plan) -> GcReport {
         hidden: plan.tombstone,
         hidden_in_grace: plan.hidden_in_grace,
         ..GcReport::default()
+    }
+}
+
+/// Writes the pulls this node served to the log every `every`, in one
+/// entry, until the node stops.
+pub async fn record_pulls_forever(meta: MetaStore, pulls: api::pulls::PullLog, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let batch = pulls.take();
+        if batch.is_empty() {
+            continue;
+        }
+        let count = batch.len();
+        match meta.propose(Command::RecordPulls { pulls: batch }).await {
+            Ok(_) => tracing::debug!(manifests = count, "pulls recorded"),
+            // Lossy by design: retention may then see a pull as older.
+            Err(e) => tracing::warn!(manifests = count, error = %e, "pulls not recorded"),
+        }
     }
 }
 

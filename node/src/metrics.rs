@@ -54,6 +54,7 @@ pub struct GcMetrics {
     phase_seconds: GaugeVec,
     pub removed: IntCounter,
     pub manifests_removed: IntCounter,
+    pub tags_removed: IntCounter,
     pub bytes_reclaimed: IntCounter,
     pub hidden_total: IntCounter,
     pub sweep_failures: IntCounter,
@@ -90,6 +91,10 @@ impl GcMetrics {
             manifests_removed: IntCounter::new(
                 "registry_gc_manifests_removed_total",
                 "Unrooted manifests garbage collection deleted",
+            )?,
+            tags_removed: IntCounter::new(
+                "registry_gc_retention_tags_removed_total",
+                "Tags retention rules removed",
             )?,
             bytes_reclaimed: IntCounter::new(
                 "registry_gc_bytes_reclaimed_total",
@@ -128,6 +133,7 @@ impl GcMetrics {
         registry.register(Box::new(metrics.phase_seconds.clone()))?;
         registry.register(Box::new(metrics.removed.clone()))?;
         registry.register(Box::new(metrics.manifests_removed.clone()))?;
+        registry.register(Box::new(metrics.tags_removed.clone()))?;
         registry.register(Box::new(metrics.bytes_reclaimed.clone()))?;
         registry.register(Box::new(metrics.hidden_total.clone()))?;
         registry.register(Box::new(metrics.sweep_failures.clone()))?;

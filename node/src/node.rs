@@ -56,6 +56,7 @@ pub struct Node {
     uploads: actix::Addr<UploadRegistry>,
     purger: Option<tokio::task::JoinHandle<()>>,
     collector: Option<tokio::task::JoinHandle<()>>,
+    pull_recorder: tokio::task::JoinHandle<()>,
 }
 
 impl Node {
@@ -93,12 +94,19 @@ impl Node {
             threads,
             api_metrics.uploads_in_flight.clone(),
         ));
+        let pulls = api::pulls::PullLog::default();
+        let pull_recorder = tokio::spawn(crate::gc::record_pulls_forever(
+            meta.clone(),
+            pulls.clone(),
+            config.gc.pull_flush,
+        ));
         let state = AppState {
             meta: meta.clone(),
             staging: staging.clone(),
             uploads: uploads.clone(),
             config: Arc::new(config.api.clone()),
             metrics: api_metrics,
+            pulls: pulls.clone(),
             forwarded: false,
         };
         let internal_server = listeners
@@ -195,6 +203,7 @@ impl Node {
             uploads,
             purger,
             collector: scheduled_collections,
+            pull_recorder,
         })
     }
 
@@ -260,6 +269,7 @@ impl Node {
         for task in [&self.purger, &self.collector].into_iter().flatten() {
             task.abort();
         }
+        self.pull_recorder.abort();
         if let Err(e) = self.uploads.send(api::upload::Shutdown).await {
             tracing::warn!(error = %e, "upload sessions did not stop cleanly");
         }

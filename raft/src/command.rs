@@ -134,6 +134,23 @@ pub enum Command {
         orphans_only: bool,
         unrooted_before_ms: u64,
     },
+    /// A retention rule removes each tag still as the plan saw it: pointing
+    /// at the same manifest, pushed at the same time (so a tag pushed again
+    /// since stays). A manifest left without tags is marked unrooted by
+    /// retention, so it goes after the delay even without `untagged`.
+    RetentionUntag { tags: Vec<PlannedUntag>, at_ms: u64 },
+    /// When manifests were last pulled, batched by each node (lossy by
+    /// design: one entry per node every few seconds, not one per pull).
+    RecordPulls { pulls: Vec<(String, Digest, u64)> },
+}
+
+/// A tag a retention rule drops, as the plan saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PlannedUntag {
+    pub repo: String,
+    pub tag: String,
+    pub manifest: Digest,
+    pub pushed_at_ms: u64,
 }
 
 impl Command {
@@ -164,7 +181,8 @@ impl Command {
             | Command::UnlinkBlob { .. }
             | Command::TombstoneBlobs { .. }
             | Command::CondemnBlobs { .. }
-            | Command::ExpireManifests { .. } => true,
+            | Command::ExpireManifests { .. }
+            | Command::RetentionUntag { .. } => true,
             _ => false,
         }
     }
@@ -213,6 +231,7 @@ impl Response {
             Response::Done => true,
             Response::Collected(digests) => !digests.is_empty(),
             Response::CollectedManifests(manifests) => !manifests.is_empty(),
+            Response::Untagged(tags) => !tags.is_empty(),
             _ => false,
         }
     }
@@ -247,4 +266,6 @@ pub enum Response {
     Collected(Vec<Digest>),
     /// The manifests (repository, digest) a collection command acted on.
     CollectedManifests(Vec<(String, Digest)>),
+    /// The tags a retention command removed.
+    Untagged(Vec<PlannedUntag>),
 }

@@ -3,7 +3,7 @@
 //! same moment proposes. The proposals are re-checked when they apply
 //! (`state::collect`), so a plan made from an older view is safe too.
 
-use crate::state::{ApplyError, StateView, Unrooted};
+use crate::state::{ApplyError, StateView};
 use std::collections::BTreeSet;
 use storage::Digest;
 
@@ -60,17 +60,14 @@ pub fn plan_manifests(
     let mut plan = ManifestPlan::default();
     for item in view.manifests() {
         let (repo, digest, record) = item?;
-        let collectable = match view.unrooted(&repo, &digest, &record)? {
-            None => false,
-            Some(Unrooted::OrphanReferrer) => true,
-            Some(Unrooted::Untagged) => !orphans_only,
-        };
-        if !collectable {
+        let mark = view.unrooted_mark(&repo, &digest)?;
+        let unrooted = view.unrooted(&repo, &digest, &record)?;
+        if !crate::state::qualifies(unrooted, mark, orphans_only) {
             continue;
         }
-        match view.unrooted_since(&repo, &digest)? {
+        match mark {
             None => plan.mark.push((repo, digest)),
-            Some(at) if at < unrooted_before => plan.expire.push((repo, digest)),
+            Some(mark) if mark.at_ms < unrooted_before => plan.expire.push((repo, digest)),
             Some(_) => plan.marked_in_delay += 1,
         }
     }
@@ -154,4 +151,123 @@ pub fn plan(
         })
         .collect();
     Ok(plan)
+}
+
+/// One `storage.retention` rule: for the repositories its patterns match,
+/// every tag that no `keep` criterion holds is removed.
+#[derive(Debug, Clone)]
+pub struct RetentionRule {
+    pub repositories: Vec<String>,
+    pub keep: Keep,
+    repository_set: globset::GlobSet,
+    tag_set: globset::GlobSet,
+}
+
+/// What a retention rule keeps: a tag is kept when any criterion holds. A
+/// rule with none keeps everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// Tag names matching one of these globs.
+    pub tags: Vec<String>,
+    /// The N most recently pushed tags of the repository.
+    pub most_recent: Option<usize>,
+    pub pushed_within_ms: Option<u64>,
+    /// Tags whose manifest was pulled within this.
+    pub pulled_within_ms: Option<u64>,
+}
+
+impl Keep {
+    fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+            && self.most_recent.is_none()
+            && self.pushed_within_ms.is_none()
+            && self.pulled_within_ms.is_none()
+    }
+}
+
+impl PartialEq for RetentionRule {
+    fn eq(&self, other: &Self) -> bool {
+        self.repositories == other.repositories && self.keep == other.keep
+    }
+}
+
+impl Eq for RetentionRule {}
+
+/// Globs as repository names use them: `*` stays within one path segment,
+/// `**` crosses them.
+fn glob_set(patterns: &[String]) -> Result<globset::GlobSet, String> {
+    let mut set = globset::GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("{pattern:?}: {e}"))?;
+        set.add(glob);
+    }
+    set.build().map_err(|e| e.to_string())
+}
+
+impl RetentionRule {
+    pub fn new(repositories: Vec<String>, keep: Keep) -> Result<Self, String> {
+        Ok(RetentionRule {
+            repository_set: glob_set(&repositories)?,
+            tag_set: glob_set(&keep.tags)?,
+            repositories,
+            keep,
+        })
+    }
+
+    pub fn applies_to(&self, repo: &str) -> bool {
+        self.repository_set.is_match(repo)
+    }
+}
+
+/// The tags retention removes at `now_ms`: for each repository, the first
+/// rule whose patterns match it decides; repositories no rule matches keep
+/// every tag.
+pub fn plan_retention(
+    view: &StateView,
+    now_ms: u64,
+    rules: &[RetentionRule],
+) -> Result<Vec<crate::PlannedUntag>, ApplyError> {
+    let mut untag = Vec::new();
+    if rules.is_empty() {
+        return Ok(untag);
+    }
+    for repo in view.repos(None, usize::MAX)? {
+        let Some(rule) = rules.iter().find(|rule| rule.applies_to(&repo)) else {
+            continue;
+        };
+        if rule.keep.is_empty() {
+            continue;
+        }
+        let mut tags = Vec::new();
+        for (tag, manifest) in view.tags_with_targets(&repo)? {
+            let pushed_at = view.tag_pushed_at(&repo, &manifest, &tag)?.unwrap_or(0);
+            let pulled_at = view.pulled_at(&repo, &manifest)?;
+            tags.push((tag, manifest, pushed_at, pulled_at));
+        }
+        // Most recent first; equal times in name order, so every plan agrees.
+        tags.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        let keep = &rule.keep;
+        let within = |at: Option<u64>, window: Option<u64>| match (at, window) {
+            (Some(at), Some(window)) => at >= now_ms.saturating_sub(window),
+            _ => false,
+        };
+        for (rank, (tag, manifest, pushed_at, pulled_at)) in tags.into_iter().enumerate() {
+            let kept = rule.tag_set.is_match(&tag)
+                || keep.most_recent.is_some_and(|n| rank < n)
+                || within(Some(pushed_at), keep.pushed_within_ms)
+                || within(pulled_at, keep.pulled_within_ms);
+            if !kept {
+                untag.push(crate::PlannedUntag {
+                    repo: repo.clone(),
+                    tag,
+                    manifest,
+                    pushed_at_ms: pushed_at,
+                });
+            }
+        }
+    }
+    Ok(untag)
 }

@@ -28,7 +28,9 @@ pub mod state;
 pub mod store;
 pub mod types;
 
-pub use command::{BlobSource, Command, ManifestRecord, Response, UploadOwner, UploadRecord};
+pub use command::{
+    BlobSource, Command, ManifestRecord, PlannedUntag, Response, UploadOwner, UploadRecord,
+};
 pub use config::RaftConfig;
 pub use error::MetaError;
 pub use membership::{ClusterStatus, MemberStatus};

@@ -749,3 +749,112 @@ async fn without_untagged_only_referrers_of_a_deleted_subject_go() {
         "the image's and its signature's blobs are gone"
     );
 }
+
+#[tokio::test]
+async fn retention_keeps_matching_recent_and_pulled_tags_and_collects_the_rest() {
+    let node = TestNode::start_with(|config| {
+        config.api.delete_enabled = true;
+        config.gc.enabled = false;
+        config.gc.delay = DELAY;
+        config.gc.grace = GRACE;
+        config.gc.pull_flush = Duration::from_millis(100);
+        let keep = raft::gc::Keep {
+            tags: vec!["v*".into(), "latest".into()],
+            most_recent: Some(2),
+            pulled_within_ms: Some(3_600_000),
+            ..Default::default()
+        };
+        config.gc.retention =
+            vec![raft::gc::RetentionRule::new(vec!["ci/**".into()], keep).unwrap()];
+    });
+    let client = node.client();
+    let image = |name: &str| {
+        let config = format!("config {name}").into_bytes();
+        let layer = format!("layer {name}").into_bytes();
+        (image_manifest(&config, &[&layer]), config, layer)
+    };
+    let tags = [
+        "v1", "latest", "build-1", "build-2", "build-3", "build-4", "build-5",
+    ];
+    for tag in tags {
+        let (manifest, config, layer) = image(tag);
+        push_manifest(
+            &client,
+            "ci/app",
+            tag,
+            &manifest,
+            OCI_MANIFEST,
+            &[&config, &layer],
+        )
+        .await;
+    }
+    let (other, config, layer) = image("prod");
+    push_manifest(
+        &client,
+        "prod/app",
+        "build-1",
+        &other,
+        OCI_MANIFEST,
+        &[&config, &layer],
+    )
+    .await;
+    // A pull keeps build-1; the nodes write pulls to the log in batches.
+    assert_eq!(
+        client.manifest("ci/app", "build-1").await.status(),
+        StatusCode::OK
+    );
+    let expected: BTreeSet<String> = ["build-2".to_owned(), "build-3".to_owned()].into();
+    let tags_in = |report: &serde_json::Value| -> BTreeSet<String> {
+        report["tags_removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tag"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let planned = registry_tests::eventually(Duration::from_secs(30), || async {
+        tags_in(&collect(&node, true).await) == expected
+    })
+    .await;
+    assert!(
+        planned,
+        "the dry run never settled on {expected:?}: {}",
+        collect(&node, true).await
+    );
+
+    let report = collect(&node, false).await;
+    assert_eq!(tags_in(&report), expected, "{report}");
+    for tag in ["build-2", "build-3"] {
+        let gone = client.manifest("ci/app", tag).await;
+        assert_eq!(oci::error_code(gone).await, "MANIFEST_UNKNOWN");
+    }
+    for tag in ["v1", "latest", "build-1", "build-4", "build-5"] {
+        assert_eq!(
+            client.manifest("ci/app", tag).await.status(),
+            StatusCode::OK,
+            "{tag}"
+        );
+    }
+    assert_eq!(
+        client.manifest("prod/app", "build-1").await.status(),
+        StatusCode::OK
+    );
+
+    // Their manifests go after the delay without storage.gc.untagged, and
+    // their blobs after the grace.
+    let reports = collect_rounds(&node, 3).await;
+    let dropped: BTreeSet<String> = ["build-2", "build-3"]
+        .iter()
+        .map(|t| sha256(&image(t).0))
+        .collect();
+    assert_eq!(removed_manifests(&reports), dropped, "{reports:?}");
+    let stored = stored_blobs(&node.blobs_dir());
+    for tag in ["build-2", "build-3"] {
+        let (_, config, layer) = image(tag);
+        assert!(!stored.contains(&sha256(&config)) && !stored.contains(&sha256(&layer)));
+    }
+    for tag in ["v1", "build-1", "build-5"] {
+        let (_, _, layer) = image(tag);
+        assert_eq!(client.blob_bytes("ci/app", &sha256(&layer)).await, layer);
+    }
+}

@@ -198,6 +198,9 @@ pub async fn get(
         )));
     }
     state.metrics.sent_bytes.inc_by(record.bytes.len() as u64);
+    state
+        .pulls
+        .record(name.as_str(), &digest, crate::state::now_ms());
     Ok(response.body(record.bytes))
 }
 

@@ -21,9 +21,10 @@
 //! follow the steps above.
 
 use super::keys;
-use super::view::{BlobLife, BlobRecord, StateView, Unrooted};
+use super::view::{BlobLife, BlobRecord, StateView, Unrooted, UnrootedMark};
 use super::ApplyError;
 use crate::codec::encode;
+use crate::command::PlannedUntag;
 use crate::command::Response;
 use storage::Digest;
 
@@ -154,7 +155,8 @@ pub(super) fn root_manifest(
 }
 
 /// Whether the manifest qualifies for collection: stored and unrooted, and,
-/// with `orphans_only`, a referrer whose subject is gone.
+/// with `orphans_only`, a referrer whose subject is gone or a manifest
+/// whose last tag a retention rule removed.
 fn collectable(
     view: &StateView,
     repo: &str,
@@ -164,12 +166,21 @@ fn collectable(
     let Some(record) = view.manifest(repo, digest)? else {
         return Ok(None);
     };
-    let qualifies = match view.unrooted(repo, digest, &record)? {
+    let mark = view.unrooted_mark(repo, digest)?;
+    Ok(qualifies(view.unrooted(repo, digest, &record)?, mark, orphans_only).then_some(record))
+}
+
+/// The collection rule for manifests, shared with the planner.
+pub fn qualifies(
+    unrooted: Option<Unrooted>,
+    mark: Option<UnrootedMark>,
+    orphans_only: bool,
+) -> bool {
+    match unrooted {
         None => false,
         Some(Unrooted::OrphanReferrer) => true,
-        Some(Unrooted::Untagged) => !orphans_only,
-    };
-    Ok(qualifies.then_some(record))
+        Some(Unrooted::Untagged) => !orphans_only || mark.is_some_and(|m| m.by_retention),
+    }
 }
 
 pub(super) fn mark_unrooted(
@@ -184,12 +195,16 @@ pub(super) fn mark_unrooted(
     }
     let mut marked = Vec::new();
     for (repo, digest) in dedup(manifests) {
-        if view.unrooted_since(repo, digest)?.is_some()
+        if view.unrooted_mark(repo, digest)?.is_some()
             || collectable(view, repo, digest, orphans_only)?.is_none()
         {
             continue;
         }
-        batch.insert(keys::unrooted(repo, digest), encode(&at_ms)?);
+        let mark = UnrootedMark {
+            at_ms,
+            by_retention: false,
+        };
+        batch.insert(keys::unrooted(repo, digest), encode(&mark)?);
         marked.push((repo.clone(), digest.clone()));
     }
     Ok(Response::CollectedManifests(marked))
@@ -208,8 +223,8 @@ pub(super) fn expire_manifests(
     let mut expired = Vec::new();
     for (repo, digest) in dedup(manifests) {
         let marked_long_enough = view
-            .unrooted_since(repo, digest)?
-            .is_some_and(|at| at < unrooted_before_ms);
+            .unrooted_mark(repo, digest)?
+            .is_some_and(|mark| mark.at_ms < unrooted_before_ms);
         if !marked_long_enough {
             continue;
         }
@@ -220,4 +235,43 @@ pub(super) fn expire_manifests(
         expired.push((repo.clone(), digest.clone()));
     }
     Ok(Response::CollectedManifests(expired))
+}
+
+pub(super) fn retention_untag(
+    view: &StateView,
+    tags: &[PlannedUntag],
+    at_ms: u64,
+    batch: &mut sled::Batch,
+) -> Result<Response, ApplyError> {
+    if view.read_only()? {
+        return Ok(Response::ReadOnly);
+    }
+    let mut removed = Vec::new();
+    let mut untagged_now: std::collections::HashMap<(&str, &Digest), usize> = Default::default();
+    for planned in dedup(tags) {
+        let (repo, manifest) = (planned.repo.as_str(), &planned.manifest);
+        let unchanged = view.tag(repo, &planned.tag)?.as_ref() == Some(manifest)
+            && view.tag_pushed_at(repo, manifest, &planned.tag)? == Some(planned.pushed_at_ms);
+        if !unchanged {
+            continue;
+        }
+        batch.remove(keys::tag(repo, &planned.tag));
+        batch.remove(keys::tag_of(repo, manifest, &planned.tag));
+        *untagged_now.entry((repo, manifest)).or_default() += 1;
+        removed.push(planned.clone());
+    }
+    for ((repo, manifest), count) in untagged_now {
+        let tags_left = view.tags_of_manifest(repo, manifest)?.len() - count;
+        if tags_left == 0 && !view.manifest_listed(repo, manifest)? {
+            let since = view
+                .unrooted_mark(repo, manifest)?
+                .map_or(at_ms, |m| m.at_ms.min(at_ms));
+            let mark = UnrootedMark {
+                at_ms: since,
+                by_retention: true,
+            };
+            batch.insert(keys::unrooted(repo, manifest), encode(&mark)?);
+        }
+    }
+    Ok(Response::Untagged(removed))
 }

@@ -78,6 +78,10 @@ enum Step {
     },
     /// A collector plans from the state as it is now.
     Plan,
+    /// A retention rule keeping one tag name in every repository plans.
+    Retain {
+        keep: usize,
+    },
     /// A planned decision (maybe long ago) reaches the log.
     Decide {
         decision: usize,
@@ -117,6 +121,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (repo.clone(), 0..3usize).prop_map(|(repo, tag)| Step::DeleteTag { repo, tag }),
         1 => (repo, blob).prop_map(|(repo, blob)| Step::Unlink { repo, blob }),
         3 => Just(Step::Plan),
+        1 => (0..3usize).prop_map(|keep| Step::Retain { keep }),
         5 => (0..8usize).prop_map(|decision| Step::Decide { decision }),
         2 => Just(Step::Sweep),
         3 => (0..8usize, any::<bool>()).prop_map(|(delete, repeat)| Step::Delete { delete, repeat }),
@@ -414,6 +419,18 @@ impl Model {
                     at_ms: self.now,
                 });
             }
+            Step::Retain { keep } => {
+                let keep = gc::Keep {
+                    tags: vec![format!("t{keep}")],
+                    ..Default::default()
+                };
+                let rule = gc::RetentionRule::new(vec!["*".into()], keep).unwrap();
+                let tags = gc::plan_retention(&self.view, self.now, &[rule]).unwrap();
+                self.decisions.push(Command::RetentionUntag {
+                    tags,
+                    at_ms: self.now,
+                });
+            }
             Step::Decide { decision } => {
                 if !self.decisions.is_empty() {
                     let command = self.decisions.remove(decision % self.decisions.len());
@@ -505,8 +522,13 @@ impl Model {
             self.step(Step::Decide { decision: 0 });
         }
         // Each round deletes one level of unrooted manifests (an index, then
-        // what it listed, then their referrers): enough rounds to finish.
-        for _ in 0..8 {
+        // what it listed, then their referrers): rounds go on until one
+        // leaves the state as it found it.
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            assert!(rounds < 60, "collections never settle");
+            let before = self.view.fingerprint().unwrap();
             self.now += GRACES.delay_ms + GRACES.grace_ms + 1;
             self.step(Step::Plan);
             while !self.decisions.is_empty() {
@@ -521,15 +543,16 @@ impl Model {
                 });
             }
             self.check();
+            if self.view.fingerprint().unwrap() == before {
+                break;
+            }
         }
         assert!(self.view.pending_sweeps().unwrap().is_empty());
         for item in self.view.manifests() {
             let (repo, digest, record) = item.unwrap();
-            let kept = match self.view.unrooted(&repo, &digest, &record).unwrap() {
-                None => true,
-                Some(super::Unrooted::OrphanReferrer) => false,
-                Some(super::Unrooted::Untagged) => !self.untagged,
-            };
+            let unrooted = self.view.unrooted(&repo, &digest, &record).unwrap();
+            let mark = self.view.unrooted_mark(&repo, &digest).unwrap();
+            let kept = !super::qualifies(unrooted, mark, !self.untagged);
             assert!(kept, "{repo}@{digest} should have been collected");
         }
         let mut referenced = BTreeSet::new();

@@ -10,10 +10,12 @@
 //! g/<digest>                            BlobLife: generation, tombstone, last push (GC)
 //! R/<digest>\0<repo>\0<manifest>         manifest in repo references blob <digest>
 //! s/<digest>\0<generation, 8 bytes BE>   condemned generation awaiting the sweeper; value: size
-//! T/<repo>\0<digest>\0<tag>              tag <tag> of repo points at manifest <digest>
+//! T/<repo>\0<digest>\0<tag>              tag <tag> of repo points at manifest <digest>;
+//!                                       value: when the tag was pushed (u64 ms)
 //! P/<repo>\0<child>\0<index>             index manifest <index> of repo lists <child>
-//! U/<repo>\0<digest>                      when a collection first saw the manifest unrooted
-//!                                       (8 bytes BE ms); cleared when anything roots it
+//! U/<repo>\0<digest>                      UnrootedMark: since when nothing roots the manifest
+//!                                       (as a collection saw it); cleared when anything roots it
+//! L/<repo>\0<digest>                      when the manifest was last pulled (u64 ms)
 //! m/<repo>\0<digest>                    ManifestRecord
 //! t/<repo>\0<tag>                       digest the tag points at
 //! f/<repo>\0<subject>\0<referrer>       referrer manifest of subject
@@ -47,6 +49,7 @@ pub const SWEEP: &[u8] = b"s/";
 pub const TAG_OF: &[u8] = b"T/";
 pub const PARENT: &[u8] = b"P/";
 pub const UNROOTED: &[u8] = b"U/";
+pub const PULLED: &[u8] = b"L/";
 pub const MEMBER: &[u8] = b"n/";
 pub const REQUEST: &[u8] = b"q/";
 pub const REQUEST_BY_INDEX: &[u8] = b"Q/";
@@ -199,6 +202,10 @@ pub fn unrooted(repo: &str, manifest: &Digest) -> Vec<u8> {
         UNROOTED,
         &[repo.as_bytes(), manifest.to_string().as_bytes()],
     )
+}
+
+pub fn pulled(repo: &str, manifest: &Digest) -> Vec<u8> {
+    join(PULLED, &[repo.as_bytes(), manifest.to_string().as_bytes()])
 }
 
 /// The repository and digest of a key made by [`manifest`].

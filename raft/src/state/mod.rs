@@ -12,8 +12,9 @@ pub mod keys;
 mod upgrade;
 mod view;
 
+pub use collect::qualifies;
 pub use upgrade::upgrade;
-pub use view::{BlobLife, BlobRecord, Referrer, ServableBlob, StateView, Unrooted};
+pub use view::{BlobLife, BlobRecord, Referrer, ServableBlob, StateView, Unrooted, UnrootedMark};
 
 use crate::codec::{encode, CodecError};
 use crate::command::{BlobSource, Command, Response, UploadOwner};
@@ -66,7 +67,7 @@ fn put_manifest(
             batch.remove(keys::tag_of(repo, &previous, tag));
         }
         batch.insert(keys::tag(repo, tag), digest.to_string().into_bytes());
-        batch.insert(keys::tag_of(repo, digest, tag), Vec::<u8>::new());
+        batch.insert(keys::tag_of(repo, digest, tag), encode(&manifest.at_ms)?);
     }
     for child in &manifest.children {
         batch.insert(keys::parent(repo, child, digest), Vec::<u8>::new());
@@ -103,6 +104,7 @@ fn delete_manifest(
         batch.remove(keys::referrer(repo, subject, digest));
     }
     batch.remove(keys::unrooted(repo, digest));
+    batch.remove(keys::pulled(repo, digest));
     Ok(())
 }
 
@@ -366,6 +368,18 @@ fn apply_into(
             orphans_only,
             unrooted_before_ms,
         } => collect::expire_manifests(view, manifests, *orphans_only, *unrooted_before_ms, batch)?,
+        Command::RetentionUntag { tags, at_ms } => {
+            collect::retention_untag(view, tags, *at_ms, batch)?
+        }
+        Command::RecordPulls { pulls } => {
+            for (repo, digest, at_ms) in pulls {
+                let newer = view.pulled_at(repo, digest)?.is_none_or(|at| at < *at_ms);
+                if newer && view.manifest(repo, digest)?.is_some() {
+                    batch.insert(keys::pulled(repo, digest), encode(at_ms)?);
+                }
+            }
+            Response::Done
+        }
         Command::SweptBlobs { swept } => {
             for (digest, generation) in swept {
                 batch.remove(keys::sweep(digest, *generation));
@@ -944,7 +958,7 @@ mod tests {
         );
         assert!(v.manifest("r", &d("signature")).unwrap().is_none());
         assert_eq!(
-            v.unrooted_since("r", &d("retagged")).unwrap(),
+            v.unrooted_mark("r", &d("retagged")).unwrap(),
             None,
             "the mark went"
         );
@@ -961,6 +975,61 @@ mod tests {
             "untagged again, but not marked since"
         );
         assert!(v.blob_referenced(&d("layer")).unwrap());
+    }
+
+    #[test]
+    fn retention_removes_only_tags_unchanged_since_its_plan() {
+        let (_dir, v) = view();
+        run(&v, commit_at("r", "layer", 0, 1));
+        let put = |tag: &str, at_ms| Command::PutManifest {
+            repo: "r".into(),
+            digest: d("m"),
+            tag: Some(tag.into()),
+            manifest: ManifestRecord {
+                at_ms,
+                ..manifest(&["layer"], None)
+            },
+        };
+        run(&v, put("v1", 1));
+        run(&v, put("v2", 2));
+        let planned = |tag: &str, pushed_at_ms| crate::PlannedUntag {
+            repo: "r".into(),
+            tag: tag.into(),
+            manifest: d("m"),
+            pushed_at_ms,
+        };
+        run(&v, put("v1", 5));
+        let untag = Command::RetentionUntag {
+            tags: vec![planned("v1", 1), planned("v2", 2)],
+            at_ms: 10,
+        };
+        assert_eq!(
+            run(&v, untag),
+            Response::Untagged(vec![planned("v2", 2)]),
+            "v1 was pushed again after the plan"
+        );
+        assert_eq!(
+            v.unrooted_mark("r", &d("m")).unwrap(),
+            None,
+            "v1 still roots it"
+        );
+        let untag = Command::RetentionUntag {
+            tags: vec![planned("v1", 5)],
+            at_ms: 10,
+        };
+        assert_eq!(run(&v, untag), Response::Untagged(vec![planned("v1", 5)]));
+        let mark = v.unrooted_mark("r", &d("m")).unwrap().unwrap();
+        assert!(mark.by_retention && mark.at_ms == 10);
+        let expire = Command::ExpireManifests {
+            manifests: vec![("r".into(), d("m"))],
+            orphans_only: true,
+            unrooted_before_ms: 11,
+        };
+        assert_eq!(
+            run(&v, expire),
+            Response::CollectedManifests(vec![("r".into(), d("m"))]),
+            "what retention untagged goes without `untagged`"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::keys;
 use super::ApplyError;
-use crate::codec::decode;
+use crate::codec::{decode, encode};
 use crate::command::ManifestRecord;
 use storage::Digest;
 
@@ -57,7 +57,12 @@ pub fn upgrade(tree: &sled::Tree) -> Result<bool, ApplyError> {
         };
         let repo = String::from_utf8_lossy(&rest[..split]);
         let tag = String::from_utf8_lossy(&rest[split + 1..]);
-        batch.insert(keys::tag_of(&repo, &target, &tag), Vec::<u8>::new());
+        // The tag's push time was not kept: its manifest's is the best guess.
+        let pushed_at = match tree.get(keys::manifest(&repo, &target))? {
+            Some(record) => decode::<ManifestRecord>(&record)?.at_ms,
+            None => 0,
+        };
+        batch.insert(keys::tag_of(&repo, &target, &tag), encode(&pushed_at)?);
         references += 1;
     }
     batch.insert(keys::LAYOUT, LAYOUT.to_be_bytes().to_vec());

@@ -35,6 +35,16 @@ pub struct ServableBlob {
     pub generation: u64,
 }
 
+/// A collection's note that nothing roots a manifest (`U/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnrootedMark {
+    /// Since when, as the proposer's clock said.
+    pub at_ms: u64,
+    /// A retention rule removed its last tag: it goes even without
+    /// `storage.gc.untagged`.
+    pub by_retention: bool,
+}
+
 /// Why nothing keeps a stored manifest (see [`StateView::unrooted`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unrooted {
@@ -199,10 +209,20 @@ impl StateView {
         self.any_under(&keys::parents_of(repo, manifest))
     }
 
-    /// When a collection first saw the manifest unrooted, unless something
-    /// rooted it since.
-    pub fn unrooted_since(&self, repo: &str, manifest: &Digest) -> Result<Option<u64>> {
+    /// When a collection first saw the manifest unrooted (or retention
+    /// removed its last tag), unless something rooted it since.
+    pub fn unrooted_mark(&self, repo: &str, manifest: &Digest) -> Result<Option<UnrootedMark>> {
         self.get(&keys::unrooted(repo, manifest))
+    }
+
+    /// When `tag` of `repo` was last pushed, if it points at `manifest`.
+    pub fn tag_pushed_at(&self, repo: &str, manifest: &Digest, tag: &str) -> Result<Option<u64>> {
+        self.get(&keys::tag_of(repo, manifest, tag))
+    }
+
+    /// When the manifest was last pulled, as the nodes recorded it.
+    pub fn pulled_at(&self, repo: &str, manifest: &Digest) -> Result<Option<u64>> {
+        self.get(&keys::pulled(repo, manifest))
     }
 
     /// Every stored manifest with its repository, in key order.
