@@ -74,18 +74,7 @@ pub async fn read_only(
         ReadOnlyMode::Off => client.post(format!("{base}/readonly/off")),
         ReadOnlyMode::Status => client.get(format!("{base}/readonly")),
     };
-    let answer = request
-        .send()
-        .await
-        .map_err(|e| format!("ask {base}: {e}"))?;
-    if !answer.status().is_success() {
-        let text = answer.text().await.unwrap_or_default();
-        return Err(text.trim().to_owned());
-    }
-    let status: crate::debug::ReadOnlyStatus = answer
-        .json()
-        .await
-        .map_err(|e| format!("{base} answered no status: {e}"))?;
+    let status: crate::debug::ReadOnlyStatus = ask(request, &base, "status").await?;
     let mut out = format!(
         "read-only: {} (cluster mode {}",
         if status.read_only { "on" } else { "off" },
@@ -96,6 +85,27 @@ pub async fn read_only(
     }
     out.push_str(")\n");
     Ok(out)
+}
+
+/// Sends `request` to the debug listener at `base` and decodes its JSON
+/// answer (`what` names it in the error); a refusal answers its text.
+async fn ask<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    base: &str,
+    what: &str,
+) -> Result<T, String> {
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| format!("ask {base}: {e}"))?;
+    if !answer.status().is_success() {
+        let text = answer.text().await.unwrap_or_default();
+        return Err(text.trim().to_owned());
+    }
+    answer
+        .json()
+        .await
+        .map_err(|e| format!("{base} answered no {what}: {e}"))
 }
 
 /// `registry gc [--dry-run]`: one collection through the node's debug
@@ -110,19 +120,8 @@ pub async fn collect(
         .no_proxy()
         .build()
         .map_err(|e| e.to_string())?;
-    let answer = client
-        .post(format!("{base}/gc?dryrun={dry_run}"))
-        .send()
-        .await
-        .map_err(|e| format!("ask {base}: {e}"))?;
-    if !answer.status().is_success() {
-        let text = answer.text().await.unwrap_or_default();
-        return Err(text.trim().to_owned());
-    }
-    let report: crate::gc::GcReport = answer
-        .json()
-        .await
-        .map_err(|e| format!("{base} answered no report: {e}"))?;
+    let request = client.post(format!("{base}/gc?dryrun={dry_run}"));
+    let report: crate::gc::GcReport = ask(request, &base, "report").await?;
     let rendered = render_gc(&report);
     if report.sweep_failures > 0 {
         return Err(format!(

@@ -172,6 +172,21 @@ impl Command {
         }
     }
 
+    /// Whether this is a garbage collection's decision, which pauses (is
+    /// refused) while the cluster is read-only. The sweeper's record of
+    /// deletes already done is not.
+    pub fn is_collection(&self) -> bool {
+        match self {
+            Command::Once { command, .. } => command.is_collection(),
+            Command::TombstoneBlobs { .. }
+            | Command::CondemnBlobs { .. }
+            | Command::MarkUnrooted { .. }
+            | Command::ExpireManifests { .. }
+            | Command::RetentionUntag { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether applying this can make content addressed by digest vanish,
     /// which nodes serve from their local state under a read lease.
     pub fn retracts_content(&self) -> bool {

@@ -487,6 +487,21 @@ fn collecting_manifests(untagged: bool) -> TestNode {
     })
 }
 
+/// Pushes an image of `config` and `layers` under `reference` (by digest
+/// when `None`); answers the manifest's bytes.
+async fn push_image_as(
+    client: &Client,
+    repo: &str,
+    reference: Option<&str>,
+    config: &[u8],
+    layers: &[&[u8]],
+) -> Vec<u8> {
+    let manifest = image_manifest(config, layers);
+    let reference = reference.map_or_else(|| sha256(&manifest), str::to_owned);
+    client.push_image(repo, &reference, config, layers).await;
+    manifest
+}
+
 /// Pushes an image's blobs and its manifest under `reference`; answers the
 /// manifest's digest.
 async fn push_manifest(
@@ -544,26 +559,8 @@ async fn untagged_manifests_go_while_tags_indexes_and_referrers_keep_theirs() {
     let client = node.client();
     let repo = "gc/multi";
     // A tagged index whose two children are untagged, and a signature of it.
-    let amd64 = image_manifest(b"config amd64", &[b"layer amd64"]);
-    let arm64 = image_manifest(b"config arm64", &[b"layer arm64"]);
-    push_manifest(
-        &client,
-        repo,
-        &sha256(&amd64),
-        &amd64,
-        OCI_MANIFEST,
-        &[b"config amd64", b"layer amd64"],
-    )
-    .await;
-    push_manifest(
-        &client,
-        repo,
-        &sha256(&arm64),
-        &arm64,
-        OCI_MANIFEST,
-        &[b"config arm64", b"layer arm64"],
-    )
-    .await;
+    let amd64 = push_image_as(&client, repo, None, b"config amd64", &[b"layer amd64"]).await;
+    let arm64 = push_image_as(&client, repo, None, b"config arm64", &[b"layer arm64"]).await;
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": oci::OCI_INDEX,
@@ -582,24 +579,13 @@ async fn untagged_manifests_go_while_tags_indexes_and_referrers_keep_theirs() {
     )
     .await;
     // Garbage: an image pushed by digest only, and one whose tag was deleted.
-    let lone = image_manifest(b"config lone", &[b"layer lone"]);
-    push_manifest(
+    let lone = push_image_as(&client, repo, None, b"config lone", &[b"layer lone"]).await;
+    let untagged = push_image_as(
         &client,
         repo,
-        &sha256(&lone),
-        &lone,
-        OCI_MANIFEST,
-        &[b"config lone", b"layer lone"],
-    )
-    .await;
-    let untagged = image_manifest(b"config untagged", &[b"layer untagged"]);
-    push_manifest(
-        &client,
-        repo,
-        "old",
-        &untagged,
-        OCI_MANIFEST,
-        &[b"config untagged", b"layer untagged"],
+        Some("old"),
+        b"config untagged",
+        &[b"layer untagged"],
     )
     .await;
     assert_eq!(
@@ -686,14 +672,12 @@ async fn without_untagged_only_referrers_of_a_deleted_subject_go() {
     let node = collecting_manifests(false);
     let client = node.client();
     let repo = "gc/sig";
-    let image = image_manifest(b"config signed", &[b"layer signed"]);
-    push_manifest(
+    let image = push_image_as(
         &client,
         repo,
-        "v1",
-        &image,
-        OCI_MANIFEST,
-        &[b"config signed", b"layer signed"],
+        Some("v1"),
+        b"config signed",
+        &[b"layer signed"],
     )
     .await;
     let signature = signature_of(&image, b"the signature");
@@ -706,16 +690,7 @@ async fn without_untagged_only_referrers_of_a_deleted_subject_go() {
         &[b"{}", b"the signature"],
     )
     .await;
-    let by_digest = image_manifest(b"config pinned", &[b"layer pinned"]);
-    push_manifest(
-        &client,
-        repo,
-        &sha256(&by_digest),
-        &by_digest,
-        OCI_MANIFEST,
-        &[b"config pinned", b"layer pinned"],
-    )
-    .await;
+    let by_digest = push_image_as(&client, repo, None, b"config pinned", &[b"layer pinned"]).await;
 
     let reports = collect_rounds(&node, 2).await;
     assert!(removed_manifests(&reports).is_empty(), "{reports:?}");
@@ -777,27 +752,11 @@ async fn retention_keeps_matching_recent_and_pulled_tags_and_collects_the_rest()
         "v1", "latest", "build-1", "build-2", "build-3", "build-4", "build-5",
     ];
     for tag in tags {
-        let (manifest, config, layer) = image(tag);
-        push_manifest(
-            &client,
-            "ci/app",
-            tag,
-            &manifest,
-            OCI_MANIFEST,
-            &[&config, &layer],
-        )
-        .await;
+        let (_, config, layer) = image(tag);
+        push_image_as(&client, "ci/app", Some(tag), &config, &[&layer]).await;
     }
-    let (other, config, layer) = image("prod");
-    push_manifest(
-        &client,
-        "prod/app",
-        "build-1",
-        &other,
-        OCI_MANIFEST,
-        &[&config, &layer],
-    )
-    .await;
+    let (_, config, layer) = image("prod");
+    push_image_as(&client, "prod/app", Some("build-1"), &config, &[&layer]).await;
     // A pull keeps build-1; the nodes write pulls to the log in batches.
     assert_eq!(
         client.manifest("ci/app", "build-1").await.status(),

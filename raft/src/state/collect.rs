@@ -67,9 +67,6 @@ pub(super) fn tombstone(
     at_ms: u64,
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
-    if view.read_only()? {
-        return Ok(Response::ReadOnly);
-    }
     let mut hidden = Vec::new();
     for digest in dedup(digests) {
         let Some(record) = view.blob(digest)? else {
@@ -98,9 +95,6 @@ pub(super) fn condemn(
     tombstoned_before_ms: u64,
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
-    if view.read_only()? {
-        return Ok(Response::ReadOnly);
-    }
     let mut condemned = Vec::new();
     for digest in dedup(digests) {
         let Some(record) = view.blob(digest)? else {
@@ -190,9 +184,6 @@ pub(super) fn mark_unrooted(
     at_ms: u64,
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
-    if view.read_only()? {
-        return Ok(Response::ReadOnly);
-    }
     let mut marked = Vec::new();
     for (repo, digest) in dedup(manifests) {
         if view.unrooted_mark(repo, digest)?.is_some()
@@ -217,9 +208,6 @@ pub(super) fn expire_manifests(
     unrooted_before_ms: u64,
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
-    if view.read_only()? {
-        return Ok(Response::ReadOnly);
-    }
     let mut expired = Vec::new();
     for (repo, digest) in dedup(manifests) {
         let marked_long_enough = view
@@ -243,9 +231,6 @@ pub(super) fn retention_untag(
     at_ms: u64,
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
-    if view.read_only()? {
-        return Ok(Response::ReadOnly);
-    }
     let mut removed = Vec::new();
     let mut untagged_now: std::collections::HashMap<(&str, &Digest), usize> = Default::default();
     for planned in dedup(tags) {

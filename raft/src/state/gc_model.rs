@@ -206,6 +206,10 @@ impl Model {
     /// (at any depth), referrers of rooted subjects.
     fn rooted(&self) -> BTreeSet<(String, Digest)> {
         let stored: Vec<_> = self.view.manifests().map(|m| m.unwrap()).collect();
+        let stored_ids: BTreeSet<(String, Digest)> = stored
+            .iter()
+            .map(|(repo, digest, _)| (repo.clone(), digest.clone()))
+            .collect();
         let mut rooted: BTreeSet<(String, Digest)> = stored
             .iter()
             .filter(|(repo, digest, _)| self.view.manifest_tagged(repo, digest).unwrap())
@@ -216,8 +220,13 @@ impl Model {
             for (repo, digest, record) in &stored {
                 let id = (repo.clone(), digest.clone());
                 if rooted.contains(&id) {
+                    // An index may list a manifest deleted since: only
+                    // stored manifests are rooted.
                     for child in &record.children {
-                        rooted.insert((repo.clone(), child.clone()));
+                        let child = (repo.clone(), child.clone());
+                        if stored_ids.contains(&child) {
+                            rooted.insert(child);
+                        }
                     }
                 }
                 if let Some(subject) = &record.subject {

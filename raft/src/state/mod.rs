@@ -184,7 +184,8 @@ fn apply_into(
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
     // `Once` wraps the command: its inner command is checked on recursion.
-    if !matches!(command, Command::Once { .. }) && command.is_client_write() && view.read_only()? {
+    let refused_when_read_only = command.is_client_write() || command.is_collection();
+    if !matches!(command, Command::Once { .. }) && refused_when_read_only && view.read_only()? {
         return Ok(Response::ReadOnly);
     }
     let response = match command {
