@@ -95,6 +95,7 @@ async fn metrics(state: web::Data<DebugState>) -> HttpResponse {
     state
         .read_only
         .set(i64::from(read_only_status(&state).read_only));
+    state.collector.refresh_metrics();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(crate::metrics::render(&state.registry))

@@ -164,6 +164,14 @@ impl Collector {
         &self.config
     }
 
+    /// Updates the metrics that follow the replicated state; called when
+    /// `/metrics` is scraped.
+    pub fn refresh_metrics(&self) {
+        if let Ok(revived) = self.meta.local_view().revived() {
+            self.metrics.follow_revived(revived);
+        }
+    }
+
     /// Runs one collection now, after any collection already running here.
     pub async fn collect(&self, dry_run: bool) -> Result<GcReport, GcError> {
         let _running = self.running.lock().await;

@@ -58,6 +58,8 @@ pub struct GcMetrics {
     pub bytes_reclaimed: IntCounter,
     pub hidden_total: IntCounter,
     pub sweep_failures: IntCounter,
+    /// Follows the replicated count (`StateView::revived`).
+    revived: IntCounter,
     /// Blobs hidden and within their grace.
     pub hidden: IntGauge,
     /// Condemned generations whose bytes are not deleted yet.
@@ -108,6 +110,10 @@ impl GcMetrics {
                 "registry_gc_sweep_failures_total",
                 "Deletes of condemned bytes that failed (retried by the next collection)",
             )?,
+            revived: IntCounter::new(
+                "registry_gc_blobs_revived_total",
+                "Hidden blobs a push, mount or manifest brought back before their bytes went (cluster-wide)",
+            )?,
             hidden: IntGauge::new(
                 "registry_gc_hidden_blobs",
                 "Blobs hidden and within their grace, as the last collection saw them",
@@ -137,12 +143,21 @@ impl GcMetrics {
         registry.register(Box::new(metrics.bytes_reclaimed.clone()))?;
         registry.register(Box::new(metrics.hidden_total.clone()))?;
         registry.register(Box::new(metrics.sweep_failures.clone()))?;
+        registry.register(Box::new(metrics.revived.clone()))?;
         registry.register(Box::new(metrics.hidden.clone()))?;
         registry.register(Box::new(metrics.pending_sweeps.clone()))?;
         registry.register(Box::new(metrics.last_run.clone()))?;
         registry.register(Box::new(metrics.last_success.clone()))?;
         registry.register(Box::new(metrics.last_duration.clone()))?;
         Ok(metrics)
+    }
+
+    /// Brings `registry_gc_blobs_revived_total` up to the replicated count.
+    pub fn follow_revived(&self, replicated: u64) {
+        let seen = self.revived.get();
+        if replicated > seen {
+            self.revived.inc_by(replicated - seen);
+        }
     }
 
     pub fn phase(&self, phase: &str, took: Duration) {

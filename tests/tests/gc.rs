@@ -222,6 +222,20 @@ async fn a_collected_blob_is_pushed_afresh_and_a_hidden_one_revived() {
     assert!(digests(&report, "removed").is_empty(), "{report}");
     assert_eq!(client.blob_bytes("gc/r", &afresh_digest).await, afresh);
     assert_eq!(client.blob_bytes("gc/r", &revived_digest).await, revived);
+    let counted = registry_tests::eventually(Duration::from_secs(10), || async {
+        let metrics = reqwest::get(format!("{}/metrics", node.debug_url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics.contains("registry_gc_blobs_revived_total 2")
+    })
+    .await;
+    assert!(
+        counted,
+        "the push and the manifest that revived blobs are counted"
+    );
     let generations: Vec<_> = std::fs::read_dir(
         node.blobs_dir()
             .join("blobs/sha256")

@@ -29,13 +29,14 @@ use crate::command::Response;
 use storage::Digest;
 
 /// Marks the blob pushed (or referenced) at `at_ms`, and un-hides it.
+/// Answers whether it was hidden.
 pub(super) fn revive(
     view: &StateView,
     digest: &Digest,
     record: &BlobRecord,
     at_ms: u64,
     batch: &mut sled::Batch,
-) -> Result<(), ApplyError> {
+) -> Result<bool, ApplyError> {
     let life = view.blob_life(digest, record)?;
     let revived = BlobLife {
         tombstoned_at_ms: None,
@@ -43,19 +44,33 @@ pub(super) fn revive(
         ..life
     };
     batch.insert(keys::blob_life(digest), encode(&revived)?);
-    Ok(())
+    Ok(life.tombstoned_at_ms.is_some())
 }
 
 /// [`revive`] for a blob a manifest references: only a hidden one changes.
+/// Answers whether it was hidden.
 pub(super) fn revive_if_hidden(
     view: &StateView,
     digest: &Digest,
     record: &BlobRecord,
     at_ms: u64,
     batch: &mut sled::Batch,
-) -> Result<(), ApplyError> {
+) -> Result<bool, ApplyError> {
     if view.blob_life(digest, record)?.tombstoned_at_ms.is_some() {
-        revive(view, digest, record, at_ms, batch)?;
+        return revive(view, digest, record, at_ms, batch);
+    }
+    Ok(false)
+}
+
+/// Adds `revived` to the cluster's count of hidden blobs a push, mount or
+/// manifest brought back (`registry_gc_blobs_revived_total`).
+pub(super) fn count_revived(
+    view: &StateView,
+    revived: u64,
+    batch: &mut sled::Batch,
+) -> Result<(), ApplyError> {
+    if revived > 0 {
+        batch.insert(keys::REVIVED, encode(&(view.revived()? + revived))?);
     }
     Ok(())
 }

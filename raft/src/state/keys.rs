@@ -24,6 +24,7 @@
 //! c/cluster                             the cluster id
 //! c/readonly                            present while the cluster is read-only
 //! c/layout                              version of the derived indexes (R/), see `upgrade`
+//! c/revived                             how many hidden blobs pushes brought back (u64)
 //! n/<node id, 8 bytes BE>               member that has joined with its own data
 //! q/<request id, 16 bytes BE>           (log index, Response) of an applied `Once`
 //! Q/<log index, 8 bytes BE>             request id applied at that index (for pruning)
@@ -43,6 +44,7 @@ pub const UPLOAD_OWNER: &[u8] = b"o/";
 pub const CLUSTER_ID: &[u8] = b"c/cluster";
 pub const READ_ONLY: &[u8] = b"c/readonly";
 pub const LAYOUT: &[u8] = b"c/layout";
+pub const REVIVED: &[u8] = b"c/revived";
 pub const BLOB_LIFE: &[u8] = b"g/";
 pub const BLOB_REFERENCE: &[u8] = b"R/";
 pub const SWEEP: &[u8] = b"s/";

@@ -58,10 +58,18 @@ fn put_manifest(
         }
     }
     batch.insert(keys::manifest(repo, digest), encode(manifest)?);
+    let mut revived = 0;
     for (blob, record) in found {
         batch.insert(keys::blob_reference(blob, repo, digest), Vec::<u8>::new());
-        collect::revive_if_hidden(view, blob, &record, manifest.at_ms, batch)?;
+        revived += u64::from(collect::revive_if_hidden(
+            view,
+            blob,
+            &record,
+            manifest.at_ms,
+            batch,
+        )?);
     }
+    collect::count_revived(view, revived, batch)?;
     for tag in tags {
         if let Some(previous) = view.tag(repo, tag)? {
             batch.remove(keys::tag_of(repo, &previous, tag));
@@ -143,7 +151,8 @@ fn commit_blob(
         // Recorded: its bytes are at its own generation's key, whatever this
         // push wrote.
         Some(record) => {
-            collect::revive(view, blob.digest, record, blob.at_ms, batch)?;
+            let revived = collect::revive(view, blob.digest, record, blob.at_ms, batch)?;
+            collect::count_revived(view, u64::from(revived), batch)?;
             view.blob_life(blob.digest, record)?.generation
         }
         None => {
@@ -822,6 +831,7 @@ mod tests {
         assert!(v.servable_blob("a", &d("pushed")).unwrap().is_some());
         assert!(v.servable_blob("b", &d("mounted")).unwrap().is_some());
         assert!(v.servable_blob("a", &d("referenced")).unwrap().is_some());
+        assert_eq!(v.revived().unwrap(), 3, "each revival is counted");
         assert_eq!(
             run(&v, condemn(&["pushed", "mounted", "referenced"], 100)),
             collected(&[]),

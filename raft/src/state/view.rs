@@ -361,6 +361,11 @@ impl StateView {
         self.get(&keys::upload_owner(id))
     }
 
+    /// How many hidden blobs a push, mount or manifest brought back.
+    pub fn revived(&self) -> Result<u64> {
+        Ok(self.get(keys::REVIVED)?.unwrap_or(0))
+    }
+
     /// Whether the cluster is in read-only mode.
     pub fn read_only(&self) -> Result<bool> {
         Ok(self.tree.contains_key(keys::READ_ONLY)?)
