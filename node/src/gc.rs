@@ -220,8 +220,8 @@ impl Collector {
         let now = api::state::now_ms();
         let phase = Instant::now();
         let mut view = self.meta.read().await?;
-        let untag =
-            raft::gc::plan_retention(view, now, &self.config.retention).map_err(MetaError::from)?;
+        let untag = raft::gc::plan_retention(view, now, graces, &self.config.retention)
+            .map_err(MetaError::from)?;
         let tags_removed = if dry_run || untag.is_empty() {
             untag
         } else {

@@ -222,52 +222,102 @@ impl RetentionRule {
     }
 }
 
-/// The tags retention removes at `now_ms`: for each repository, the first
-/// rule whose patterns match it decides; repositories no rule matches keep
-/// every tag.
+/// The subject a cosign-style tag (`sha256-<hex>.sig`, `.att`, `.sbom`)
+/// signs or describes, which it follows as a referrer follows its subject.
+pub fn cosign_subject(tag: &str) -> Option<Digest> {
+    let stem = [".sig", ".att", ".sbom"]
+        .iter()
+        .find_map(|suffix| tag.strip_suffix(suffix))?;
+    let hex = stem.strip_prefix("sha256-")?;
+    format!("sha256:{hex}").parse().ok()
+}
+
+/// The tags retention removes at `now_ms`:
+///
+/// * a cosign-style tag follows its subject: kept while the subject is
+///   stored, removed once the subject is gone and the tag is older than the
+///   delay, whatever the rules say;
+/// * every other tag, in a repository some rule matches, is judged by the
+///   first matching rule; repositories no rule matches keep their tags.
 pub fn plan_retention(
     view: &StateView,
     now_ms: u64,
+    graces: Graces,
     rules: &[RetentionRule],
 ) -> Result<Vec<crate::PlannedUntag>, ApplyError> {
     let mut untag = Vec::new();
-    if rules.is_empty() {
-        return Ok(untag);
-    }
     for repo in view.repos(None, usize::MAX)? {
-        let Some(rule) = rules.iter().find(|rule| rule.applies_to(&repo)) else {
-            continue;
-        };
-        if rule.keep.is_empty() {
-            continue;
-        }
+        let rule = rules
+            .iter()
+            .find(|rule| rule.applies_to(&repo))
+            .filter(|rule| !rule.keep.is_empty());
         let mut tags = Vec::new();
         for (tag, manifest) in view.tags_with_targets(&repo)? {
             let pushed_at = view.tag_pushed_at(&repo, &manifest, &tag)?.unwrap_or(0);
-            let pulled_at = view.pulled_at(&repo, &manifest)?;
-            tags.push((tag, manifest, pushed_at, pulled_at));
+            let planned = crate::PlannedUntag {
+                repo: repo.clone(),
+                tag,
+                manifest,
+                pushed_at_ms: pushed_at,
+            };
+            match cosign_subject(&planned.tag) {
+                Some(subject) => {
+                    let orphan = view.manifest(&repo, &subject)?.is_none()
+                        && pushed_at < Plan::linked_before(now_ms, graces);
+                    if orphan {
+                        untag.push(planned);
+                    }
+                }
+                None if rule.is_some() => {
+                    let pulled_at = view.pulled_at(&repo, &planned.manifest)?;
+                    tags.push((planned, pulled_at));
+                }
+                None => {}
+            }
         }
+        let Some(rule) = rule else {
+            continue;
+        };
         // Most recent first; equal times in name order, so every plan agrees.
-        tags.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        tags.sort_by(|(a, _), (b, _)| {
+            b.pushed_at_ms
+                .cmp(&a.pushed_at_ms)
+                .then_with(|| a.tag.cmp(&b.tag))
+        });
         let keep = &rule.keep;
         let within = |at: Option<u64>, window: Option<u64>| match (at, window) {
             (Some(at), Some(window)) => at >= now_ms.saturating_sub(window),
             _ => false,
         };
-        for (rank, (tag, manifest, pushed_at, pulled_at)) in tags.into_iter().enumerate() {
-            let kept = rule.tag_set.is_match(&tag)
+        for (rank, (planned, pulled_at)) in tags.into_iter().enumerate() {
+            let kept = rule.tag_set.is_match(&planned.tag)
                 || keep.most_recent.is_some_and(|n| rank < n)
-                || within(Some(pushed_at), keep.pushed_within_ms)
+                || within(Some(planned.pushed_at_ms), keep.pushed_within_ms)
                 || within(pulled_at, keep.pulled_within_ms);
             if !kept {
-                untag.push(crate::PlannedUntag {
-                    repo: repo.clone(),
-                    tag,
-                    manifest,
-                    pushed_at_ms: pushed_at,
-                });
+                untag.push(planned);
             }
         }
     }
     Ok(untag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosign_tags_name_their_subject() {
+        let hex = "a".repeat(64);
+        let subject: Digest = format!("sha256:{hex}").parse().unwrap();
+        for suffix in ["sig", "att", "sbom"] {
+            assert_eq!(
+                cosign_subject(&format!("sha256-{hex}.{suffix}")),
+                Some(subject.clone())
+            );
+        }
+        assert_eq!(cosign_subject("v1.sig"), None);
+        assert_eq!(cosign_subject(&format!("sha256-{hex}")), None);
+        assert_eq!(cosign_subject("sha256-abc.sig"), None);
+    }
 }

@@ -4,28 +4,59 @@
 use crate::blob_store::{BlobStore, ByteRange, ByteStream, ObjectMeta};
 use crate::error::{ErrorKind, Result, StorageError};
 use crate::key::ObjectKey;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Switches faults on and off for every store made with it.
 #[derive(Debug, Clone, Default)]
-pub struct FaultSwitch(Arc<AtomicBool>);
+pub struct FaultSwitch {
+    failing: Arc<AtomicBool>,
+    deletes: Arc<AtomicU8>,
+}
+
+/// How deletes fail, on their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DeleteFault {
+    None = 0,
+    /// The delete is refused; the object stays.
+    Refuse = 1,
+    /// The object is deleted, but the answer is lost: the caller sees a failure.
+    LoseAnswer = 2,
+}
 
 impl FaultSwitch {
     /// While set, every operation fails with `Unavailable`.
     pub fn set(&self, failing: bool) {
-        self.0.store(failing, Ordering::SeqCst);
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Makes deletes fail as `fault` says, until set back to `None`.
+    pub fn fail_deletes(&self, fault: DeleteFault) {
+        self.deletes.store(fault as u8, Ordering::SeqCst);
+    }
+
+    fn delete_fault(&self) -> DeleteFault {
+        match self.deletes.load(Ordering::SeqCst) {
+            1 => DeleteFault::Refuse,
+            2 => DeleteFault::LoseAnswer,
+            _ => DeleteFault::None,
+        }
     }
 
     fn check(&self, op: &str, key: &ObjectKey) -> Result<()> {
-        if self.0.load(Ordering::SeqCst) {
-            return Err(StorageError::new(
-                ErrorKind::Unavailable,
-                format!("injected fault: {op} {key}"),
-            ));
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(injected(op, key));
         }
         Ok(())
     }
+}
+
+fn injected(op: &str, key: &ObjectKey) -> StorageError {
+    StorageError::new(
+        ErrorKind::Unavailable,
+        format!("injected fault: {op} {key}"),
+    )
 }
 
 #[derive(Debug)]
@@ -72,7 +103,14 @@ impl BlobStore for FaultyStore {
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         self.switch.check("delete", key)?;
-        self.inner.delete(key).await
+        match self.switch.delete_fault() {
+            DeleteFault::None => self.inner.delete(key).await,
+            DeleteFault::Refuse => Err(injected("delete", key)),
+            DeleteFault::LoseAnswer => {
+                self.inner.delete(key).await?;
+                Err(injected("delete (answer lost)", key))
+            }
+        }
     }
 
     async fn list(&self, prefix: &ObjectKey) -> Result<Vec<(ObjectKey, ObjectMeta)>> {
@@ -115,6 +153,21 @@ mod tests {
         assert_eq!(
             store.head(&key).await.unwrap_err().kind,
             ErrorKind::Unavailable
+        );
+        switch.set(false);
+        let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"x")) });
+        store.put(&key, Box::pin(body)).await.unwrap();
+        switch.fail_deletes(DeleteFault::Refuse);
+        assert!(store.delete(&key).await.is_err());
+        assert!(
+            store.head(&key).await.is_ok(),
+            "a refused delete keeps the object"
+        );
+        switch.fail_deletes(DeleteFault::LoseAnswer);
+        assert!(store.delete(&key).await.is_err());
+        assert!(
+            store.head(&key).await.is_err(),
+            "a lost answer still deleted it"
         );
     }
 }

@@ -682,7 +682,7 @@ async fn untagged_manifests_go_while_tags_indexes_and_referrers_keep_theirs() {
 }
 
 #[tokio::test]
-async fn without_untagged_only_referrers_of_a_deleted_subject_go() {
+async fn without_untagged_only_referrers_and_cosign_tags_of_a_deleted_subject_go() {
     let node = collecting_manifests(false);
     let client = node.client();
     let repo = "gc/sig";
@@ -705,9 +705,46 @@ async fn without_untagged_only_referrers_of_a_deleted_subject_go() {
     )
     .await;
     let by_digest = push_image_as(&client, repo, None, b"config pinned", &[b"layer pinned"]).await;
+    // A cosign-style signature tag follows its subject like a referrer.
+    let cosign_tag = format!("sha256-{}.sig", &sha256(&image)[7..]);
+    let cosign = push_image_as(
+        &client,
+        repo,
+        Some(&cosign_tag),
+        b"cosign config",
+        &[b"cosign signature"],
+    )
+    .await;
+    // An SBOM pushed before its subject, which arrives within the delay.
+    let later = image_manifest(b"config later", &[b"layer later"]);
+    let sbom = signature_of(&later, b"the sbom");
+    push_manifest(
+        &client,
+        repo,
+        &sha256(&sbom),
+        &sbom,
+        OCI_MANIFEST,
+        &[b"{}", b"the sbom"],
+    )
+    .await;
+    let first = collect_rounds(&node, 1).await;
+    assert_eq!(first[0]["manifests_marked"], 1, "the early SBOM: {first:?}");
+    push_image_as(
+        &client,
+        repo,
+        Some("v2"),
+        b"config later",
+        &[b"layer later"],
+    )
+    .await;
 
     let reports = collect_rounds(&node, 2).await;
     assert!(removed_manifests(&reports).is_empty(), "{reports:?}");
+    assert_eq!(
+        client.manifest(repo, &sha256(&sbom)).await.status(),
+        StatusCode::OK,
+        "its subject arrived: the SBOM stays"
+    );
     assert_eq!(
         client.manifest(repo, &sha256(&by_digest)).await.status(),
         StatusCode::OK,
@@ -724,18 +761,34 @@ async fn without_untagged_only_referrers_of_a_deleted_subject_go() {
     let reports = collect_rounds(&node, 4).await;
     assert_eq!(
         removed_manifests(&reports),
-        [sha256(&signature)].into(),
+        [sha256(&signature), sha256(&cosign)].into(),
         "{reports:?}"
     );
+    let tags_removed: Vec<_> = reports
+        .iter()
+        .flat_map(|r| r["tags_removed"].as_array().unwrap().clone())
+        .map(|t| t["tag"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tags_removed, vec![cosign_tag], "{reports:?}");
     assert_eq!(
         client.manifest(repo, &sha256(&signature)).await.status(),
         StatusCode::NOT_FOUND
     );
     let stored = stored_blobs(&node.blobs_dir());
+    let kept: BTreeSet<String> = [
+        b"config pinned".as_slice(),
+        b"layer pinned",
+        b"config later",
+        b"layer later",
+        b"{}",
+        b"the sbom",
+    ]
+    .iter()
+    .map(|b| sha256(b))
+    .collect();
     assert_eq!(
-        stored,
-        [sha256(b"config pinned"), sha256(b"layer pinned")].into(),
-        "the image's and its signature's blobs are gone"
+        stored, kept,
+        "the image's, its signature's and its cosign tag's blobs are gone"
     );
 }
 
@@ -830,4 +883,61 @@ async fn retention_keeps_matching_recent_and_pulled_tags_and_collects_the_rest()
         let (_, _, layer) = image(tag);
         assert_eq!(client.blob_bytes("ci/app", &sha256(&layer)).await, layer);
     }
+}
+
+/// A sweep cut short, at each step: deletes refused after the condemn (and
+/// the node restarted there), deletes done whose answers were lost; the next
+/// collection finishes, and a re-push writes a fresh generation.
+#[tokio::test]
+async fn a_sweep_cut_short_at_any_step_is_finished_by_the_next_collection() {
+    let mut node = collecting_node();
+    let client = node.client();
+    let garbage: Vec<Vec<u8>> = (0..3).map(|n| format!("swept {n}").into_bytes()).collect();
+    let mut pushed = BTreeSet::new();
+    for blob in &garbage {
+        pushed.insert(client.push_blob("gc/cut", blob).await);
+    }
+    collect(&node, false).await;
+    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
+
+    node.faults
+        .fail_deletes(storage::faulty::DeleteFault::Refuse);
+    let refused = collect(&node, false).await;
+    assert_eq!(refused["sweep_failures"], 3, "{refused}");
+    assert!(
+        pushed.is_subset(&stored_blobs(&node.blobs_dir())),
+        "nothing deleted"
+    );
+    node.restart();
+    let client = node.client();
+    for digest in &pushed {
+        let head = client.head(&format!("/v2/gc/cut/blobs/{digest}")).await;
+        assert_eq!(
+            head.status(),
+            StatusCode::NOT_FOUND,
+            "condemned stays condemned"
+        );
+    }
+
+    node.faults
+        .fail_deletes(storage::faulty::DeleteFault::LoseAnswer);
+    let lost = collect(&node, false).await;
+    assert_eq!(lost["sweep_failures"], 3, "{lost}");
+    assert!(
+        stored_blobs(&node.blobs_dir()).is_disjoint(&pushed),
+        "deleted all the same"
+    );
+
+    node.faults.fail_deletes(storage::faulty::DeleteFault::None);
+    let finished = collect(&node, false).await;
+    assert_eq!(digests(&finished, "removed"), pushed, "{finished}");
+    assert_eq!(finished["sweep_failures"], 0);
+    let again = collect(&node, false).await;
+    assert!(digests(&again, "removed").is_empty(), "swept once: {again}");
+
+    client.push_blob("gc/cut", &garbage[0]).await;
+    assert_eq!(
+        client.blob_bytes("gc/cut", &sha256(&garbage[0])).await,
+        garbage[0]
+    );
 }

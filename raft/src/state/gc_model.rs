@@ -434,7 +434,7 @@ impl Model {
                     ..Default::default()
                 };
                 let rule = gc::RetentionRule::new(vec!["*".into()], keep).unwrap();
-                let tags = gc::plan_retention(&self.view, self.now, &[rule]).unwrap();
+                let tags = gc::plan_retention(&self.view, self.now, GRACES, &[rule]).unwrap();
                 self.decisions.push(Command::RetentionUntag {
                     tags,
                     at_ms: self.now,
