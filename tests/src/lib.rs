@@ -6,6 +6,7 @@ pub mod azurite;
 pub mod balancer;
 pub mod bench;
 pub mod cluster;
+pub mod gc_bench;
 pub mod gcs;
 pub mod oci;
 pub mod roundtrip;

@@ -26,3 +26,26 @@ async fn the_benchmark_runs_every_workload_without_errors() {
     let table = bench::table(&report, &report);
     assert!(table.contains("1.00x"), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gc_benchmark_collects_exactly_the_garbage_without_listing_storage() {
+    let node = TestNode::start_with(|config| {
+        config.api.delete_enabled = true;
+        config.gc.enabled = false;
+        config.gc.delay = std::time::Duration::ZERO;
+        config.gc.grace = std::time::Duration::from_millis(300);
+    });
+    let sizes = registry_tests::gc_bench::GcSizes::tiny();
+    let f = registry_tests::gc_bench::run(&node.base_url(), &node.debug_url(), &sizes, false).await;
+    assert_eq!(f.garbage_blobs, 12, "{f:?}");
+    // Blobs a load client pushed when the load stopped, before its
+    // manifest, are garbage too.
+    assert!(f.hidden >= f.garbage_blobs, "{f:?}");
+    assert!(f.removed >= f.garbage_blobs, "{f:?}");
+    assert_eq!(f.load_errors, 0, "{f:?}");
+    assert_eq!(
+        f.lists_during_collection, 0,
+        "a collection lists no storage prefix: {f:?}"
+    );
+    assert!(f.pushes_per_s > 0.0 && f.pulls_per_s_during > 0.0, "{f:?}");
+}

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use registry_tests::bench::{self, Report, Sizes, Workload};
+use registry_tests::gc_bench;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -36,6 +37,25 @@ enum Command {
         /// Run only these workloads (repeatable); every workload by default.
         #[arg(long, value_enum)]
         only: Vec<Workload>,
+    },
+    /// Garbage collection on a store of many images, a tenth of them
+    /// deleted: how long collections take, alone and under a push-and-pull
+    /// load, and how much that load slows while one runs. The registry must
+    /// run with storage.gc.delay: 0s, a grace under --grace-wait, and
+    /// storage.gc.enabled: false.
+    Gc {
+        #[arg(long)]
+        url: String,
+        /// The registry's debug listener (POST /gc, /metrics).
+        #[arg(long)]
+        debug: String,
+        #[arg(long)]
+        tiny: bool,
+        /// Manifests in the store (10 blobs each).
+        #[arg(long)]
+        manifests: Option<usize>,
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Print two JSON reports side by side with the ratio ours/reference.
     Table { ours: PathBuf, reference: PathBuf },
@@ -97,6 +117,47 @@ async fn main() {
                     .expect("write report");
             }
             if report.figures.iter().any(|f| f.errors > 0) {
+                std::process::exit(1);
+            }
+        }
+        Command::Gc {
+            url,
+            debug,
+            tiny,
+            manifests,
+            json,
+        } => {
+            let mut sizes = if tiny {
+                gc_bench::GcSizes::tiny()
+            } else {
+                gc_bench::GcSizes::full()
+            };
+            if let Some(manifests) = manifests {
+                sizes.manifests = manifests;
+            }
+            let f = gc_bench::run(&url, &debug, &sizes, true).await;
+            println!(
+                "store: {} manifests, {} blobs, {} garbage (populated in {:.0} s)",
+                f.manifests, f.blobs, f.garbage_blobs, f.populate_seconds
+            );
+            println!(
+                "collection that hides: {} blobs in {:.2} s, {} storage lists",
+                f.hidden, f.hide_seconds, f.lists_during_collection
+            );
+            println!(
+                "collection that deletes, under load: {} blobs ({} bytes) in {:.2} s",
+                f.removed, f.bytes_reclaimed, f.sweep_seconds
+            );
+            println!(
+                "pushes/s {:.1} -> {:.1} during ({:+.1} %), pulls/s {:.1} -> {:.1} during ({:+.1} %), load errors {}",
+                f.pushes_per_s, f.pushes_per_s_during, -100.0 * f.push_drop(),
+                f.pulls_per_s, f.pulls_per_s_during, -100.0 * f.pull_drop(), f.load_errors
+            );
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&f).expect("json"))
+                    .expect("write report");
+            }
+            if f.load_errors > 0 || f.removed < f.garbage_blobs {
                 std::process::exit(1);
             }
         }
