@@ -20,15 +20,20 @@
 //! collection finishes it.
 
 use futures::StreamExt;
-use raft::gc::{Candidate, Graces, ManifestId, ManifestPlan, Plan};
+use raft::gc::{Candidate, Graces, ManifestId, ManifestPlan, Pacer, Plan};
 use raft::{Command, MetaError, MetaStore, Response};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::{BlobStore, Digest, ObjectKey};
 
-/// Digests per log entry: bounds an entry's size and its apply time.
-const BATCH: usize = 500;
+/// Digests per log entry: bounds an entry's size and its apply time, which
+/// pushes queue behind.
+const BATCH: usize = 250;
+/// A plan pauses this many times as long as it worked, stretch by stretch,
+/// so it takes a quarter of a core from pushes and pulls at most
+/// (measured in docs/performance.md, "Garbage collection").
+const PLAN_REST_PER_WORK: u32 = 3;
 /// Deletes in flight at once while sweeping.
 const SWEEP_CONCURRENCY: usize = 16;
 
@@ -240,8 +245,10 @@ impl Collector {
         if !dry_run {
             self.metrics.tags_removed.inc_by(tags_removed.len() as u64);
         }
-        let manifests =
-            raft::gc::plan_manifests(view, now, graces, orphans_only).map_err(MetaError::from)?;
+        let manifests = paced(view, move |view, pacer| {
+            raft::gc::plan_manifests(view, now, graces, orphans_only, pacer)
+        })
+        .await?;
         let expiring: BTreeSet<ManifestId> = if dry_run {
             manifests.expire.iter().cloned().collect()
         } else {
@@ -259,7 +266,10 @@ impl Collector {
                 view = self.meta.read().await?;
             }
         }
-        let plan = raft::gc::plan(view, now, graces, &expiring).map_err(MetaError::from)?;
+        let plan = paced(view, move |view, pacer| {
+            raft::gc::plan(view, now, graces, &expiring, pacer)
+        })
+        .await?;
         self.metrics.phase("plan", phase.elapsed());
         self.metrics.hidden.set(plan.hidden_in_grace as i64);
         self.metrics
@@ -392,8 +402,10 @@ impl Collector {
             plan
         } else {
             let view = self.meta.read().await?;
-            replanned = raft::gc::plan_manifests(view, now, graces, orphans_only)
-                .map_err(MetaError::from)?;
+            replanned = paced(view, move |view, pacer| {
+                raft::gc::plan_manifests(view, now, graces, orphans_only, pacer)
+            })
+            .await?;
             &replanned
         };
         // A mark says "unrooted since": it carries the time it is sent, not
@@ -548,6 +560,21 @@ fn removed_manifests(manifests: Vec<ManifestId>) -> Vec<RemovedManifest> {
         .into_iter()
         .map(|(repository, digest)| RemovedManifest { repository, digest })
         .collect()
+}
+
+/// Runs `plan` over `view` on a blocking thread with a [`Pacer`]: a plan
+/// reads every record of the state once.
+async fn paced<T: Send + 'static>(
+    view: &raft::StateView,
+    plan: impl FnOnce(&raft::StateView, &mut Pacer) -> Result<T, raft::state::ApplyError>
+        + Send
+        + 'static,
+) -> Result<T, GcError> {
+    let view = view.clone();
+    tokio::task::spawn_blocking(move || plan(&view, &mut Pacer::new(PLAN_REST_PER_WORK)))
+        .await
+        .map_err(|e| GcError::Meta(MetaError::Fatal(format!("plan: {e}"))))?
+        .map_err(|e| GcError::Meta(e.into()))
 }
 
 fn dry_report(plan: Plan) -> GcReport {

@@ -7,6 +7,44 @@ use crate::state::{ApplyError, StateView};
 use std::collections::BTreeSet;
 use storage::Digest;
 
+/// Spreads a plan's CPU use so that pushes and pulls keep theirs: after
+/// every stretch of work it pauses `rest_per_work` times as long (the plan
+/// runs on a blocking thread, so the pause blocks nothing else).
+#[derive(Debug)]
+pub struct Pacer {
+    rest_per_work: u32,
+    items: usize,
+    since: std::time::Instant,
+}
+
+impl Pacer {
+    /// Records read between two looks at the clock.
+    const STRETCH: usize = 2000;
+
+    /// A pacer that never pauses (tests, dry runs someone waits on).
+    pub fn unpaced() -> Self {
+        Self::new(0)
+    }
+
+    pub fn new(rest_per_work: u32) -> Self {
+        Pacer {
+            rest_per_work,
+            items: 0,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts one record read; pauses at the end of a stretch.
+    pub fn tick(&mut self) {
+        self.items += 1;
+        if self.rest_per_work == 0 || !self.items.is_multiple_of(Self::STRETCH) {
+            return;
+        }
+        std::thread::sleep(self.since.elapsed() * self.rest_per_work);
+        self.since = std::time::Instant::now();
+    }
+}
+
 /// A manifest in its repository.
 pub type ManifestId = (String, Digest);
 
@@ -55,10 +93,12 @@ pub fn plan_manifests(
     now_ms: u64,
     graces: Graces,
     orphans_only: bool,
+    pacer: &mut Pacer,
 ) -> Result<ManifestPlan, ApplyError> {
     let unrooted_before = Plan::linked_before(now_ms, graces);
     let mut plan = ManifestPlan::default();
     for item in view.manifests() {
+        pacer.tick();
         let (repo, digest, record) = item?;
         let mark = view.unrooted_mark(&repo, &digest)?;
         let unrooted = view.unrooted(&repo, &digest, &record)?;
@@ -107,6 +147,7 @@ pub fn plan(
     now_ms: u64,
     graces: Graces,
     deleted: &BTreeSet<ManifestId>,
+    pacer: &mut Pacer,
 ) -> Result<Plan, ApplyError> {
     let referenced = |digest: &Digest| -> Result<bool, ApplyError> {
         if deleted.is_empty() {
@@ -121,6 +162,7 @@ pub fn plan(
     let tombstoned_before = Plan::tombstoned_before(now_ms, graces);
     let mut plan = Plan::default();
     for item in view.blobs() {
+        pacer.tick();
         let (digest, record) = item?;
         let life = view.blob_life(&digest, &record)?;
         let candidate = Candidate {

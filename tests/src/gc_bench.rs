@@ -51,7 +51,7 @@ impl GcSizes {
             garbage_every: 10,
             clients: 4,
             baseline: Duration::from_secs(1),
-            grace: Duration::from_millis(600),
+            grace: Duration::from_millis(1200),
         }
     }
 }

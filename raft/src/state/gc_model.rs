@@ -404,9 +404,22 @@ impl Model {
             Step::Plan => {
                 let before = self.view.fingerprint().unwrap();
                 let orphans_only = !self.untagged;
-                let manifests =
-                    gc::plan_manifests(&self.view, self.now, GRACES, orphans_only).unwrap();
-                let plan = gc::plan(&self.view, self.now, GRACES, &Default::default()).unwrap();
+                let manifests = gc::plan_manifests(
+                    &self.view,
+                    self.now,
+                    GRACES,
+                    orphans_only,
+                    &mut gc::Pacer::unpaced(),
+                )
+                .unwrap();
+                let plan = gc::plan(
+                    &self.view,
+                    self.now,
+                    GRACES,
+                    &Default::default(),
+                    &mut gc::Pacer::unpaced(),
+                )
+                .unwrap();
                 assert_eq!(before, self.view.fingerprint().unwrap(), "planning is pure");
                 self.decisions.push(Command::ExpireManifests {
                     manifests: manifests.expire,
