@@ -214,12 +214,30 @@ impl TestCluster {
         self.stop(i);
         let member = &mut self.members[i];
         adjust(&mut member.config);
-        let api = TcpListener::bind(member.api).expect("rebind the api port");
-        let debug = TcpListener::bind(member.debug).expect("rebind the debug port");
-        let internal = member
-            .internal
-            .map(|addr| TcpListener::bind(addr).expect("rebind the internal port"));
-        member.node = Some(spawn(&member.config, api, debug, internal, &self.faults));
+        // A stopped node's threads (actix's HTTP workers keep their own
+        // copies of its state) can hold its metadata store's file lock for
+        // a moment after it stopped; a process that exits has no such moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let api = TcpListener::bind(member.api).expect("rebind the api port");
+            let debug = TcpListener::bind(member.debug).expect("rebind the debug port");
+            let internal = member
+                .internal
+                .map(|addr| TcpListener::bind(addr).expect("rebind the internal port"));
+            match try_spawn(&member.config, api, debug, internal, &self.faults) {
+                Ok(node) => {
+                    member.node = Some(node);
+                    return;
+                }
+                Err(e)
+                    if e.contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50)); // poll interval
+                }
+                Err(e) => panic!("node starts: {e}"),
+            }
+        }
     }
 
     pub fn start_node(&mut self, i: usize) {
@@ -286,6 +304,16 @@ fn spawn(
     internal: Option<TcpListener>,
     faults: &FaultSwitch,
 ) -> SpawnedNode {
+    try_spawn(config, api, debug, internal, faults).unwrap_or_else(|e| panic!("node starts: {e}"))
+}
+
+fn try_spawn(
+    config: &NodeConfig,
+    api: TcpListener,
+    debug: TcpListener,
+    internal: Option<TcpListener>,
+    faults: &FaultSwitch,
+) -> Result<SpawnedNode, String> {
     // Opened on a thread of its own: callers may be inside a tokio runtime.
     let inner = std::thread::scope(|s| {
         s.spawn(|| {
@@ -305,7 +333,7 @@ fn spawn(
         debug: Some(debug),
         internal,
     };
-    Node::spawn_with_store(config.clone(), listeners, blobs).expect("node starts")
+    Node::spawn_with_store(config.clone(), listeners, blobs).map_err(|e| format!("{e:?}"))
 }
 
 /// A blocking `GET` of `path` on `addr`: status and body, `None` when
