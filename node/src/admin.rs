@@ -134,72 +134,114 @@ pub async fn collect(
 fn render_gc(report: &crate::gc::GcReport) -> String {
     let verb = |done: &'static str, would: &'static str| if report.dry_run { would } else { done };
     let mut out = String::new();
-    if report.dry_run {
-        out.push_str("dry run: nothing was changed\n");
-    }
-    out.push_str(&format!(
-        "tags {} by retention: {}\n",
-        verb("removed", "to remove"),
-        report.tags_removed.len()
-    ));
-    for tag in &report.tags_removed {
-        out.push_str(&format!(
-            "  {} {}:{} ({})\n",
-            verb("removed", "remove"),
-            tag.repository,
-            tag.tag,
-            tag.digest
-        ));
-    }
-    out.push_str(&format!(
-        "manifests {}: {}\n",
-        verb("removed", "to remove"),
-        report.manifests_removed.len()
-    ));
-    for manifest in &report.manifests_removed {
-        out.push_str(&format!(
-            "  {} {}@{}\n",
-            verb("removed", "remove"),
-            manifest.repository,
-            manifest.digest
-        ));
-    }
-    out.push_str(&format!(
-        "manifests found unrooted: {} newly, {} within storage.gc.delay (removed after it unless tagged or listed meanwhile)\n",
-        report.manifests_marked, report.manifests_in_delay
-    ));
-    out.push_str(&format!(
-        "blobs {}: {} ({} bytes)\n",
-        verb("removed", "to remove"),
-        report.removed.len(),
-        report.bytes_reclaimed
-    ));
-    if report.dry_run {
-        for blob in &report.removed {
-            out.push_str(&format!("  remove {} ({} bytes)\n", blob.digest, blob.size));
+    // A heading line, then one indented line per item.
+    let mut section = |heading: String, items: Vec<String>| {
+        out.push_str(&heading);
+        out.push('\n');
+        for item in items {
+            out.push_str(&format!("  {item}\n"));
         }
-    }
-    out.push_str(&format!(
-        "blobs {}: {} (their bytes go at the first collection after storage.gc.grace)\n",
-        verb("hidden", "to hide"),
-        report.hidden.len()
-    ));
+    };
     if report.dry_run {
-        for blob in &report.hidden {
-            out.push_str(&format!("  hide {} ({} bytes)\n", blob.digest, blob.size));
-        }
+        section("dry run: nothing was changed".to_owned(), vec![]);
     }
-    out.push_str(&format!(
-        "blobs hidden earlier, within their grace: {}\n",
-        report.hidden_in_grace
-    ));
+    section(
+        format!(
+            "tags {} by retention: {}",
+            verb("removed", "to remove"),
+            report.tags_removed.len()
+        ),
+        report
+            .tags_removed
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {}:{} ({})",
+                    verb("removed", "remove"),
+                    t.repository,
+                    t.tag,
+                    t.digest
+                )
+            })
+            .collect(),
+    );
+    section(
+        format!(
+            "manifests {}: {}",
+            verb("removed", "to remove"),
+            report.manifests_removed.len()
+        ),
+        report
+            .manifests_removed
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {}@{}",
+                    verb("removed", "remove"),
+                    m.repository,
+                    m.digest
+                )
+            })
+            .collect(),
+    );
+    section(
+        format!(
+            "manifests found unrooted: {} newly, {} within storage.gc.delay (removed after it unless tagged or listed meanwhile)",
+            report.manifests_marked, report.manifests_in_delay
+        ),
+        vec![],
+    );
+    // Blob lists can be long: only a dry run, which someone reads, prints them.
+    let blobs = |verb: &str, blobs: &[raft::gc::Candidate]| -> Vec<String> {
+        if !report.dry_run {
+            return vec![];
+        }
+        blobs
+            .iter()
+            .map(|b| format!("{verb} {} ({} bytes)", b.digest, b.size))
+            .collect()
+    };
+    section(
+        format!(
+            "blobs {}: {} ({} bytes)",
+            verb("removed", "to remove"),
+            report.removed.len(),
+            report.bytes_reclaimed
+        ),
+        blobs("remove", &report.removed),
+    );
+    section(
+        format!(
+            "blobs {}: {} (their bytes go at the first collection after storage.gc.grace)",
+            verb("hidden", "to hide"),
+            report.hidden.len()
+        ),
+        blobs("hide", &report.hidden),
+    );
+    section(
+        format!(
+            "blobs hidden earlier, within their grace: {}",
+            report.hidden_in_grace
+        ),
+        vec![],
+    );
+    section(
+        format!(
+            "blobs unreferenced, pushed within storage.gc.delay: {}",
+            report.blobs_in_delay
+        ),
+        vec![],
+    );
     if report.sweep_failures > 0 {
-        out.push_str(&format!(
-            "deletes failed: {} (the next collection retries them)\n",
-            report.sweep_failures
-        ));
+        section(
+            format!(
+                "deletes failed: {} (the next collection retries them)",
+                report.sweep_failures
+            ),
+            vec![],
+        );
     }
-    out.push_str(&format!("took {} ms\n", report.took_ms));
+    section(format!("took {} ms", report.took_ms), vec![]);
     out
 }
 

@@ -122,6 +122,9 @@ pub struct GcReport {
     pub hidden: Vec<Candidate>,
     /// Blobs hidden earlier and still within their grace.
     pub hidden_in_grace: usize,
+    /// Unreferenced blobs pushed within the delay, hidden by a later
+    /// collection unless a manifest references them first.
+    pub blobs_in_delay: usize,
     /// Condemned bytes whose delete failed; the next collection retries.
     pub sweep_failures: usize,
     pub took_ms: u64,
@@ -230,7 +233,21 @@ impl Collector {
         let tags_removed = if dry_run || untag.is_empty() {
             untag
         } else {
-            let removed = self.apply_retention(untag).await?;
+            let removed = self
+                .propose_in_batches(
+                    "retention",
+                    &untag,
+                    |tags| Command::RetentionUntag {
+                        tags,
+                        at_ms: api::state::now_ms(),
+                    },
+                    |answer| match answer {
+                        Response::Untagged(tags) => Ok(tags),
+                        other => Err(other),
+                    },
+                )
+                .await?;
+            tracing::info!(tags = removed.len(), "retention removed tags");
             view = self.meta.read().await?;
             removed
         };
@@ -296,6 +313,7 @@ impl Collector {
         let mut report = GcReport {
             tags_removed,
             hidden_in_grace: plan.hidden_in_grace,
+            blobs_in_delay: plan.blobs_in_delay,
             manifests_removed: removed_manifests(manifest_report.removed),
             manifests_marked: manifest_report.marked,
             manifests_in_delay: manifest_report.in_delay,
@@ -304,10 +322,15 @@ impl Collector {
 
         let phase = Instant::now();
         let condemned = self
-            .propose_batches("condemn", &plan.condemn, |digests| Command::CondemnBlobs {
-                digests,
-                tombstoned_before_ms: Plan::tombstoned_before(now, graces),
-            })
+            .propose_in_batches(
+                "condemn",
+                &digests_of(&plan.condemn),
+                |digests| Command::CondemnBlobs {
+                    digests,
+                    tombstoned_before_ms: Plan::tombstoned_before(now, graces),
+                },
+                collected_blobs,
+            )
             .await?;
         tracing::debug!(condemned = condemned.len(), "garbage collection condemned");
         self.metrics.phase("condemn", phase.elapsed());
@@ -323,24 +346,24 @@ impl Collector {
         self.metrics.phase("sweep", phase.elapsed());
 
         let phase = Instant::now();
-        let hidden = self
-            .propose_batches("hide", &plan.tombstone, |digests| Command::TombstoneBlobs {
-                digests,
-                linked_before_ms: Plan::linked_before(now, graces),
-                at_ms: now,
-            })
-            .await?;
-        let sizes: std::collections::HashMap<_, _> = plan
-            .tombstone
-            .iter()
-            .map(|c| (c.digest.clone(), c.size))
-            .collect();
-        report.hidden = hidden
+        let hidden: std::collections::HashSet<Digest> = self
+            .propose_in_batches(
+                "hide",
+                &digests_of(&plan.tombstone),
+                |digests| Command::TombstoneBlobs {
+                    digests,
+                    linked_before_ms: Plan::linked_before(now, graces),
+                    at_ms: now,
+                },
+                collected_blobs,
+            )
+            .await?
             .into_iter()
-            .map(|digest| Candidate {
-                size: sizes.get(&digest).copied().unwrap_or(0),
-                digest,
-            })
+            .collect();
+        report.hidden = plan
+            .tombstone
+            .into_iter()
+            .filter(|c| hidden.contains(&c.digest))
             .collect();
         self.metrics.hidden_total.inc_by(report.hidden.len() as u64);
         self.metrics
@@ -348,31 +371,6 @@ impl Collector {
             .set((report.hidden_in_grace + report.hidden.len()) as i64);
         self.metrics.phase("hide", phase.elapsed());
         Ok(report)
-    }
-
-    /// Removes the tags retention drops; answers those the log removed.
-    async fn apply_retention(
-        &self,
-        untag: Vec<raft::PlannedUntag>,
-    ) -> Result<Vec<raft::PlannedUntag>, GcError> {
-        let mut removed = Vec::new();
-        for batch in untag.chunks(BATCH) {
-            let command = Command::RetentionUntag {
-                tags: batch.to_vec(),
-                at_ms: api::state::now_ms(),
-            };
-            match self.meta.propose(command).await? {
-                Response::Untagged(done) => removed.extend(done),
-                Response::ReadOnly => return Err(GcError::ReadOnly),
-                other => {
-                    return Err(GcError::Meta(MetaError::Fatal(format!(
-                        "retention: unexpected answer {other:?}"
-                    ))))
-                }
-            }
-        }
-        tracing::info!(tags = removed.len(), "retention removed tags");
-        Ok(removed)
     }
 
     /// Deletes the manifests marked unrooted long enough, then marks the
@@ -386,13 +384,16 @@ impl Collector {
         let phase = Instant::now();
         let orphans_only = !self.config.untagged;
         let removed = self
-            .propose_manifest_batches("remove manifests", &plan.expire, |manifests| {
-                Command::ExpireManifests {
+            .propose_in_batches(
+                "remove manifests",
+                &plan.expire,
+                |manifests| Command::ExpireManifests {
                     manifests,
                     orphans_only,
                     unrooted_before_ms: Plan::linked_before(now, graces),
-                }
-            })
+                },
+                collected_manifests,
+            )
             .await?;
         // What the deleted manifests listed or signed is unrooted now: it is
         // marked in this collection, so each level of an unrooted tree
@@ -411,13 +412,16 @@ impl Collector {
         // A mark says "unrooted since": it carries the time it is sent, not
         // the (older) time of the plan.
         let marked = self
-            .propose_manifest_batches("mark manifests", &plan.mark, |manifests| {
-                Command::MarkUnrooted {
+            .propose_in_batches(
+                "mark manifests",
+                &plan.mark,
+                |manifests| Command::MarkUnrooted {
                     manifests,
                     orphans_only,
                     at_ms: api::state::now_ms(),
-                }
-            })
+                },
+                collected_manifests,
+            )
             .await?;
         self.metrics.manifests_removed.inc_by(removed.len() as u64);
         self.metrics.phase("manifests", phase.elapsed());
@@ -428,51 +432,23 @@ impl Collector {
         })
     }
 
-    async fn propose_manifest_batches(
+    /// Proposes `make(batch)` for each batch of `items`; answers what the
+    /// log acted on, which `acted` takes out of each answer (the others no
+    /// longer qualified when their entry applied).
+    async fn propose_in_batches<T: Clone, A>(
         &self,
         step: &'static str,
-        manifests: &[ManifestId],
-        make: impl Fn(Vec<ManifestId>) -> Command,
-    ) -> Result<Vec<ManifestId>, GcError> {
-        let mut acted = Vec::new();
-        for batch in manifests.chunks(BATCH) {
-            match self.meta.propose(make(batch.to_vec())).await? {
-                Response::CollectedManifests(done) => acted.extend(done),
-                Response::ReadOnly => return Err(GcError::ReadOnly),
-                other => {
-                    return Err(GcError::Meta(MetaError::Fatal(format!(
-                        "{step}: unexpected answer {other:?}"
-                    ))))
-                }
-            }
-            if manifests.len() > BATCH {
-                tracing::info!(
-                    step,
-                    acted = acted.len(),
-                    of = manifests.len(),
-                    "garbage collection progress"
-                );
-            }
-        }
-        Ok(acted)
-    }
-
-    /// Proposes `make(batch)` for each batch of `candidates`; answers the
-    /// digests the log acted on (the others no longer qualified).
-    async fn propose_batches(
-        &self,
-        step: &'static str,
-        candidates: &[Candidate],
-        make: impl Fn(Vec<Digest>) -> Command,
-    ) -> Result<Vec<Digest>, GcError> {
-        let mut acted = Vec::new();
-        let batches = candidates.len().div_ceil(BATCH);
-        for (n, batch) in candidates.chunks(BATCH).enumerate() {
-            let digests = batch.iter().map(|c| c.digest.clone()).collect();
-            match self.meta.propose(make(digests)).await? {
-                Response::Collected(done) => acted.extend(done),
-                Response::ReadOnly => return Err(GcError::ReadOnly),
-                other => {
+        items: &[T],
+        make: impl Fn(Vec<T>) -> Command,
+        acted: impl Fn(Response) -> Result<Vec<A>, Response>,
+    ) -> Result<Vec<A>, GcError> {
+        let mut done = Vec::new();
+        let batches = items.len().div_ceil(BATCH);
+        for (n, batch) in items.chunks(BATCH).enumerate() {
+            match acted(self.meta.propose(make(batch.to_vec())).await?) {
+                Ok(answered) => done.extend(answered),
+                Err(Response::ReadOnly) => return Err(GcError::ReadOnly),
+                Err(other) => {
                     return Err(GcError::Meta(MetaError::Fatal(format!(
                         "{step}: unexpected answer {other:?}"
                     ))))
@@ -483,12 +459,12 @@ impl Collector {
                     step,
                     batch = n + 1,
                     of = batches,
-                    acted = acted.len(),
+                    acted = done.len(),
                     "garbage collection progress"
                 );
             }
         }
-        Ok(acted)
+        Ok(done)
     }
 
     /// Deletes the bytes of every condemned generation the log lists and
@@ -548,6 +524,24 @@ impl Collector {
     }
 }
 
+fn digests_of(candidates: &[Candidate]) -> Vec<Digest> {
+    candidates.iter().map(|c| c.digest.clone()).collect()
+}
+
+fn collected_blobs(answer: Response) -> Result<Vec<Digest>, Response> {
+    match answer {
+        Response::Collected(digests) => Ok(digests),
+        other => Err(other),
+    }
+}
+
+fn collected_manifests(answer: Response) -> Result<Vec<ManifestId>, Response> {
+    match answer {
+        Response::CollectedManifests(manifests) => Ok(manifests),
+        other => Err(other),
+    }
+}
+
 /// The manifest part of a collection.
 struct ManifestReport {
     removed: Vec<ManifestId>,
@@ -589,6 +583,7 @@ fn dry_report(plan: Plan) -> GcReport {
         removed,
         hidden: plan.tombstone,
         hidden_in_grace: plan.hidden_in_grace,
+        blobs_in_delay: plan.blobs_in_delay,
         ..GcReport::default()
     }
 }

@@ -928,7 +928,23 @@ async fn kill_9_of_the_leader_mid_sweep_loses_nothing_and_the_next_collection_fi
     let first = registry_gc(&cluster, 0).await;
     assert!(first.status.success(), "{first:?}");
     assert!(String::from_utf8_lossy(&first.stdout).contains("blobs hidden: 1500"));
-    tokio::time::sleep(Duration::from_millis(1100)).await; // the grace must pass
+    // The grace must pass: a dry run then sees no hidden blob within it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let dry: serde_json::Value = client
+            .post(format!("{}/gc?dryrun=true", cluster.debug(0)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if dry["hidden_in_grace"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the grace never passed: {dry}");
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+    }
     let leader = cluster.leader().await;
     let collecting = {
         let mut gc = Command::new(env!("CARGO_BIN_EXE_registry"));

@@ -125,6 +125,8 @@ pub struct Plan {
     pub tombstone: Vec<Candidate>,
     /// Hidden, still within the grace (neither condemned nor hidden now).
     pub hidden_in_grace: usize,
+    /// Unreferenced, pushed within the delay: hidden by a later collection.
+    pub blobs_in_delay: usize,
 }
 
 impl Plan {
@@ -176,9 +178,14 @@ pub fn plan(
                 }
             }
             Some(_) => plan.hidden_in_grace += 1,
-            None => {
-                if life.linked_at_ms < linked_before && !referenced(&digest)? {
+            None if life.linked_at_ms < linked_before => {
+                if !referenced(&digest)? {
                     plan.tombstone.push(candidate);
+                }
+            }
+            None => {
+                if !referenced(&digest)? {
+                    plan.blobs_in_delay += 1;
                 }
             }
         }

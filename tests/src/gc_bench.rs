@@ -23,10 +23,8 @@ pub struct GcSizes {
     /// One manifest in this many is deleted, with every blob it has.
     pub garbage_every: usize,
     pub clients: usize,
-    /// How long the load runs without a collection, for the baseline.
-    pub baseline: Duration,
-    /// Waited between the collection that hides and the one that deletes.
-    pub grace: Duration,
+    /// Pushes and pulls the load completes without a collection, for the baseline.
+    pub baseline_operations: u64,
 }
 
 impl GcSizes {
@@ -38,8 +36,7 @@ impl GcSizes {
             blob_size: 1024,
             garbage_every: 10,
             clients: 32,
-            baseline: Duration::from_secs(10),
-            grace: Duration::from_secs(2),
+            baseline_operations: 4000,
         }
     }
 
@@ -50,8 +47,7 @@ impl GcSizes {
             blob_size: 256,
             garbage_every: 10,
             clients: 4,
-            baseline: Duration::from_secs(1),
-            grace: Duration::from_millis(1200),
+            baseline_operations: 100,
         }
     }
 }
@@ -154,10 +150,10 @@ impl Target {
         }
     }
 
-    async fn collect(&self) -> serde_json::Value {
+    async fn collect(&self, dry_run: bool) -> serde_json::Value {
         let answer = self
             .http
-            .post(format!("{}/gc", self.debug))
+            .post(format!("{}/gc?dryrun={dry_run}", self.debug))
             .send()
             .await
             .expect("POST /gc");
@@ -190,86 +186,92 @@ impl Target {
     }
 }
 
+/// What the load has done so far.
+#[derive(Default)]
+struct Done {
+    pushes: AtomicU64,
+    pulls: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Done {
+    fn operations(&self) -> u64 {
+        self.pushes.load(Ordering::Relaxed) + self.pulls.load(Ordering::Relaxed)
+    }
+}
+
 /// Pushes and pulls until `stop`: half the clients push fresh small images,
-/// half pull kept ones. Answers (pushes, pulls, errors).
+/// half pull kept ones, counting into `done`.
 async fn load(
     target: Arc<Target>,
     sizes: GcSizes,
     kept: Arc<Vec<(String, String, String)>>,
     stop: Arc<AtomicBool>,
-) -> (u64, u64, u64) {
-    let pushes = Arc::new(AtomicU64::new(0));
-    let pulls = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
+    done: Arc<Done>,
+) {
     let mut workers = Vec::new();
     for worker in 0..sizes.clients {
-        let (target, kept, stop) = (target.clone(), kept.clone(), stop.clone());
-        let (pushes, pulls, errors) = (pushes.clone(), pulls.clone(), errors.clone());
+        let (target, kept, stop, done) = (target.clone(), kept.clone(), stop.clone(), done.clone());
         workers.push(tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let ok = if worker % 2 == 0 {
+                let (ok, counter) = if worker % 2 == 0 {
                     let seed = 1_000_000 + (worker as u64) * 1_000_000 + n;
                     let (blobs, manifest) = image(seed, 2, 4096);
-                    let done = target
-                        .push("gcbench/load", &format!("w{worker}-{n}"), &blobs, &manifest)
-                        .await;
-                    if done {
-                        pushes.fetch_add(1, Ordering::Relaxed);
-                    }
-                    done
+                    let tag = format!("w{worker}-{n}");
+                    (
+                        target.push("gcbench/load", &tag, &blobs, &manifest).await,
+                        &done.pushes,
+                    )
                 } else {
                     let (repo, tag, blob) = &kept[(n as usize * 7919 + worker) % kept.len()];
-                    let done = target.pull(repo, tag, blob).await;
-                    if done {
-                        pulls.fetch_add(1, Ordering::Relaxed);
-                    }
-                    done
+                    (target.pull(repo, tag, blob).await, &done.pulls)
                 };
-                if !ok {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
+                let counter = if ok { counter } else { &done.errors };
+                counter.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
     for worker in workers {
         let _ = worker.await;
     }
-    (
-        pushes.load(Ordering::Relaxed),
-        pulls.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed),
-    )
 }
 
-/// Runs the load while `during` runs (or for `baseline` without it);
+/// Runs the load while `during` runs (it sees what the load has done);
 /// answers pushes/s, pulls/s, errors, and what `during` answered.
-async fn under_load<F, T>(
+async fn under_load<F, Fut, T>(
     target: &Arc<Target>,
     sizes: &GcSizes,
     kept: &Arc<Vec<(String, String, String)>>,
     during: F,
 ) -> (f64, f64, u64, T)
 where
-    F: std::future::Future<Output = T>,
+    F: FnOnce(Arc<Done>) -> Fut,
+    Fut: std::future::Future<Output = T>,
 {
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(Done::default());
     let running = tokio::spawn(load(
         target.clone(),
         sizes.clone(),
         kept.clone(),
         stop.clone(),
+        done.clone(),
     ));
     let started = Instant::now();
-    let answer = during.await;
+    let answer = during(done.clone()).await;
     let window = started.elapsed().as_secs_f64();
+    let (pushes, pulls) = (
+        done.pushes.load(Ordering::Relaxed),
+        done.pulls.load(Ordering::Relaxed),
+    );
     stop.store(true, Ordering::Relaxed);
-    let (pushes, pulls, errors) = running.await.expect("load");
+    running.await.expect("load");
     (
         pushes as f64 / window,
         pulls as f64 / window,
-        errors,
+        done.errors.load(Ordering::Relaxed),
         answer,
     )
 }
@@ -330,24 +332,44 @@ pub async fn run(url: &str, debug: &str, sizes: &GcSizes, progress: bool) -> GcF
     ));
     let kept = Arc::new(kept);
 
-    let (pushes_per_s, pulls_per_s, baseline_errors, ()) =
-        under_load(&target, sizes, &kept, tokio::time::sleep(sizes.baseline)).await;
+    let operations = sizes.baseline_operations;
+    let (pushes_per_s, pulls_per_s, baseline_errors, counted) =
+        under_load(&target, sizes, &kept, |done| async move {
+            crate::eventually(Duration::from_secs(600), || {
+                let done = done.clone();
+                async move { done.operations() >= operations }
+            })
+            .await
+        })
+        .await;
+    assert!(
+        counted,
+        "the load did not complete {operations} operations in 10 minutes"
+    );
     say(format!(
         "baseline: {pushes_per_s:.0} pushes/s, {pulls_per_s:.0} pulls/s"
     ));
 
     let lists_before = target.lists().await;
     let hide_started = Instant::now();
-    let hiding = target.collect().await;
+    let hiding = target.collect(false).await;
     let hide_seconds = hide_started.elapsed().as_secs_f64();
     let lists_during_collection = target.lists().await - lists_before;
     let hidden = hiding["hidden"].as_array().map_or(0, Vec::len);
     say(format!("hide: {hidden} blobs in {hide_seconds:.2} s"));
 
-    tokio::time::sleep(sizes.grace).await;
+    let past_grace = crate::eventually(Duration::from_secs(600), || async {
+        target.collect(true).await["hidden_in_grace"] == 0
+    })
+    .await;
+    assert!(past_grace, "the hidden blobs never passed storage.gc.grace");
     let sweep_started = Instant::now();
+    let sweeper = target.clone();
     let (pushes_per_s_during, pulls_per_s_during, errors, sweeping) =
-        under_load(&target, sizes, &kept, target.collect()).await;
+        under_load(&target, sizes, &kept, |_| async move {
+            sweeper.collect(false).await
+        })
+        .await;
     let sweep_seconds = sweep_started.elapsed().as_secs_f64();
     let removed = sweeping["removed"].as_array().map_or(0, Vec::len);
     say(format!("sweep: {removed} blobs in {sweep_seconds:.2} s"));

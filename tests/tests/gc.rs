@@ -34,11 +34,26 @@ async fn collect(node: &TestNode, dry_run: bool) -> serde_json::Value {
     response.json().await.expect("a JSON report")
 }
 
+/// Waits until a dry run sees nothing waiting on the delay or the grace:
+/// the next collection then acts on everything collectable.
+async fn wait_until_due(node: &TestNode) {
+    let due = registry_tests::eventually(Duration::from_secs(30), || async {
+        let dry = collect(node, true).await;
+        dry["hidden_in_grace"] == 0 && dry["manifests_in_delay"] == 0 && dry["blobs_in_delay"] == 0
+    })
+    .await;
+    assert!(
+        due,
+        "still waiting after 30 s: {}",
+        collect(node, true).await
+    );
+}
+
 /// Hides what is unreferenced now, waits out the grace, and collects again,
 /// so the bytes of everything unreferenced at the start are deleted.
 async fn collect_fully(node: &TestNode) -> serde_json::Value {
     collect(node, false).await;
-    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
+    wait_until_due(node).await;
     collect(node, false).await
 }
 
@@ -127,7 +142,7 @@ async fn unreferenced_blobs_lose_their_bytes_and_referenced_ones_pull_whole() {
         "hidden blobs keep their bytes through the grace"
     );
 
-    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
+    wait_until_due(&node).await;
     let second = collect(&node, false).await;
     assert_eq!(digests(&second, "removed"), garbage, "{second}");
     let reclaimed = second["bytes_reclaimed"].as_u64().unwrap();
@@ -183,8 +198,8 @@ async fn a_collected_blob_is_pushed_afresh_and_a_hidden_one_revived() {
     let revived_digest = client.push_blob("gc/r", &revived).await;
     let afresh_digest = client.push_blob("gc/r", &afresh).await;
     collect(&node, false).await;
-    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
-                                                                 // `afresh` goes now; `revived` is pushed again first, so it stays.
+    wait_until_due(&node).await;
+    // `afresh` goes now; `revived` is pushed again first, so it stays.
     let head = client
         .head(&format!("/v2/gc/r/blobs/{revived_digest}"))
         .await;
@@ -259,7 +274,7 @@ async fn a_dry_run_reports_what_the_next_run_does_and_changes_nothing() {
     let client = node.client();
     let old = client.push_blob("gc/d", b"hidden by the first run").await;
     collect(&node, false).await;
-    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
+    wait_until_due(&node).await;
     let young = client
         .push_blob("gc/d", b"unreferenced, not yet hidden")
         .await;
@@ -332,14 +347,15 @@ struct Pushed {
 /// Pushes the way docker does: HEAD each blob, upload only what is missing,
 /// then PUT the manifest; a manifest refused for a blob collected meanwhile
 /// (`MANIFEST_BLOB_UNKNOWN`) is pushed again from the start, as docker's
-/// retry does. A slow pusher pauses for `pause` before its first manifest
-/// PUT. Answers how many manifest PUTs were refused.
+/// retry does. A slow pusher (`slow_until_gone` names the blob store)
+/// waits, before its first manifest PUT, until collections deleted its
+/// config's bytes. Answers how many manifest PUTs were refused.
 async fn push_like_docker(
     client: &Client,
     repo: &str,
     tag: &str,
     blobs: &[Vec<u8>],
-    pause: Duration,
+    slow_until_gone: Option<&Path>,
 ) -> usize {
     let mut refused = 0;
     loop {
@@ -351,8 +367,16 @@ async fn push_like_docker(
                 client.push_blob(repo, blob).await;
             }
         }
-        if refused == 0 {
-            tokio::time::sleep(pause).await; // a slow client between its layers and its manifest
+        if let (0, Some(store)) = (refused, slow_until_gone) {
+            let config = sha256(&blobs[0]);
+            let gone = registry_tests::eventually(Duration::from_secs(30), || async {
+                !stored_blobs(store).contains(&config)
+            })
+            .await;
+            assert!(
+                gone,
+                "collections never deleted {config}, which nothing references"
+            );
         }
         let layers: Vec<&[u8]> = blobs[1..].iter().map(Vec::as_slice).collect();
         let manifest = image_manifest(&blobs[0], &layers);
@@ -379,11 +403,11 @@ async fn pushes_racing_back_to_back_collections_never_lose_a_layer() {
         .map(|i| vec![i; 2000 + usize::from(i) * 100])
         .collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let collector = {
-        let (url, stop) = (node.debug_url(), stop.clone());
+        let (url, stop, runs) = (node.debug_url(), stop.clone(), runs.clone());
         tokio::spawn(async move {
             let http = reqwest::Client::new();
-            let mut runs = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let response = http
                     .post(format!("{url}/gc"))
@@ -391,14 +415,14 @@ async fn pushes_racing_back_to_back_collections_never_lose_a_layer() {
                     .await
                     .expect("POST /gc");
                 assert_eq!(response.status(), StatusCode::OK);
-                runs += 1;
+                runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            runs
         })
     };
     let mut pushers = Vec::new();
     for p in 0..3usize {
-        let (client, pool) = (node.client(), pool.clone());
+        let (client, pool, runs) = (node.client(), pool.clone(), runs.clone());
+        let store = node.blobs_dir();
         pushers.push(tokio::spawn(async move {
             let mut kept = Vec::new();
             let mut refused = 0;
@@ -409,14 +433,10 @@ async fn pushes_racing_back_to_back_collections_never_lose_a_layer() {
                 let mut blobs = vec![config];
                 blobs.push(pool[(p + round) % pool.len()].clone());
                 blobs.push(pool[(p * 2 + round + 1) % pool.len()].clone());
-                // Every third pusher is slow enough that collections condemn
-                // its unreferenced layers before its manifest arrives.
-                let pause = if round % 3 == 2 {
-                    GRACE * 3
-                } else {
-                    Duration::ZERO
-                };
-                refused += push_like_docker(&client, &repo, &tag, &blobs, pause).await;
+                // Every third push is slow enough that collections delete its
+                // unreferenced config before its manifest arrives.
+                let slow = (round % 3 == 2).then_some(store.as_path());
+                refused += push_like_docker(&client, &repo, &tag, &blobs, slow).await;
                 // Every other image is deleted again, which makes garbage of
                 // its config and, at times, of pool layers.
                 if round % 2 == 1 {
@@ -431,8 +451,13 @@ async fn pushes_racing_back_to_back_collections_never_lose_a_layer() {
                 } else {
                     kept.push(Pushed { repo, tag, blobs });
                 }
-                // Let a collection run between pushes.
-                tokio::time::sleep(GRACE / 2).await; // the collections race the next push
+                // A whole collection runs between two pushes.
+                let seen = runs.load(std::sync::atomic::Ordering::Relaxed);
+                let ran = registry_tests::eventually(Duration::from_secs(30), || async {
+                    runs.load(std::sync::atomic::Ordering::Relaxed) >= seen + 2
+                })
+                .await;
+                assert!(ran, "collections stopped running");
             }
             (kept, refused)
         }));
@@ -445,7 +470,8 @@ async fn pushes_racing_back_to_back_collections_never_lose_a_layer() {
         refused += refusals;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let runs = collector.await.expect("collector");
+    collector.await.expect("collector");
+    let runs = runs.load(std::sync::atomic::Ordering::Relaxed);
     assert!(runs >= 2, "collections ran while pushing: {runs}");
     assert!(
         refused > 0,
@@ -548,12 +574,12 @@ fn signature_of(subject: &[u8], payload: &[u8]) -> Vec<u8> {
     .unwrap()
 }
 
-/// Runs collections, each once the delay and the grace passed, until the
-/// manifests marked now are deleted and their blobs' bytes are gone.
+/// Runs `rounds` collections, each once nothing waits on the delay or the
+/// grace.
 async fn collect_rounds(node: &TestNode, rounds: usize) -> Vec<serde_json::Value> {
     let mut reports = Vec::new();
     for _ in 0..rounds {
-        tokio::time::sleep(DELAY.max(GRACE) + Duration::from_millis(50)).await; // the delay must pass
+        wait_until_due(node).await;
         reports.push(collect(node, false).await);
     }
     reports
@@ -898,7 +924,7 @@ async fn a_sweep_cut_short_at_any_step_is_finished_by_the_next_collection() {
         pushed.insert(client.push_blob("gc/cut", blob).await);
     }
     collect(&node, false).await;
-    tokio::time::sleep(GRACE + Duration::from_millis(50)).await; // the grace must pass
+    wait_until_due(&node).await;
 
     node.faults
         .fail_deletes(storage::faulty::DeleteFault::Refuse);
