@@ -241,6 +241,33 @@ impl Model {
         }
     }
 
+    /// An empty manifest record of `media_type`, pushed now.
+    fn record(&self, media_type: &str) -> ManifestRecord {
+        ManifestRecord {
+            media_type: media_type.into(),
+            bytes: b"{}".to_vec(),
+            blobs: vec![],
+            children: vec![],
+            subject: None,
+            artifact_type: None,
+            annotations: Default::default(),
+            at_ms: self.now,
+        }
+    }
+
+    /// Pushes `record` as `digest` into repository `repo`, tagged `t<tag>`.
+    fn put(&mut self, repo: usize, digest: Digest, record: ManifestRecord, tag: Option<usize>) {
+        let answer = self.run(Command::PutManifest {
+            repo: REPOS[repo].to_owned(),
+            digest: digest.clone(),
+            tag: tag.map(|t| format!("t{t}")),
+            manifest: record,
+        });
+        if answer == Response::Done {
+            self.manifests.push((REPOS[repo].to_owned(), digest));
+        }
+    }
+
     fn step(&mut self, step: Step) {
         match step {
             Step::StartPush { repo, blob } => {
@@ -317,24 +344,11 @@ impl Model {
                     .map(|s| self.manifests[s % self.manifests.len()].1.clone());
                 let digest = Digest::sha256_of(format!("{blobs:?}{subject:?}").as_bytes());
                 let record = ManifestRecord {
-                    media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-                    bytes: b"{}".to_vec(),
                     blobs,
-                    children: vec![],
                     subject,
-                    artifact_type: None,
-                    annotations: Default::default(),
-                    at_ms: self.now,
+                    ..self.record("application/vnd.oci.image.manifest.v1+json")
                 };
-                let answer = self.run(Command::PutManifest {
-                    repo: REPOS[repo].to_owned(),
-                    digest: digest.clone(),
-                    tag: tag.map(|t| format!("t{t}")),
-                    manifest: record,
-                });
-                if answer == Response::Done {
-                    self.manifests.push((REPOS[repo].to_owned(), digest));
-                }
+                self.put(repo, digest, record, tag);
             }
             Step::PutIndex {
                 repo,
@@ -356,24 +370,10 @@ impl Model {
                     .collect();
                 let digest = Digest::sha256_of(format!("index {children:?}").as_bytes());
                 let record = ManifestRecord {
-                    media_type: "application/vnd.oci.image.index.v1+json".into(),
-                    bytes: b"{}".to_vec(),
-                    blobs: vec![],
                     children,
-                    subject: None,
-                    artifact_type: None,
-                    annotations: Default::default(),
-                    at_ms: self.now,
+                    ..self.record("application/vnd.oci.image.index.v1+json")
                 };
-                let answer = self.run(Command::PutManifest {
-                    repo: REPOS[repo].to_owned(),
-                    digest: digest.clone(),
-                    tag: tag.map(|t| format!("t{t}")),
-                    manifest: record,
-                });
-                if answer == Response::Done {
-                    self.manifests.push((REPOS[repo].to_owned(), digest));
-                }
+                self.put(repo, digest, record, tag);
             }
             Step::DeleteManifest { repo, manifest } => {
                 let mine: Vec<_> = self
