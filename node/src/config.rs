@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub listen: SocketAddr,
+    /// TLS on the OCI API (`http.tls`); `None` serves plain HTTP.
+    pub tls: Option<crate::tls::TlsSettings>,
     /// The internal listener (Raft RPC, requests forwarded between nodes);
     /// `None` for a single node without a `cluster` section.
     pub internal_listen: Option<SocketAddr>,
@@ -44,6 +46,7 @@ impl NodeConfig {
     pub fn single_node(data: &Path) -> Self {
         NodeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            tls: None,
             internal_listen: None,
             debug_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5001))),
             blobs: storage::BackendConfig::Filesystem {
@@ -85,6 +88,8 @@ struct FileConfig {
     #[serde(default)]
     metadata: MetadataSection,
     cluster: Option<ClusterSection>,
+    /// Refused with a reason, rather than as an unknown key.
+    auth: Option<Value>,
 }
 
 /// A member of a multi-node cluster (docs/cluster.md).
@@ -175,6 +180,9 @@ struct HttpSection {
     /// Address the OCI API listens on.
     #[serde(default = "default_addr")]
     addr: String,
+    /// TLS on the OCI API (docs/security.md).
+    #[serde(default)]
+    tls: crate::tls::TlsSection,
     #[serde(default)]
     debug: DebugSection,
 }
@@ -183,6 +191,7 @@ impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             addr: default_addr(),
+            tls: crate::tls::TlsSection::default(),
             debug: DebugSection::default(),
         }
     }
@@ -558,6 +567,18 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
                 .map_err(|e| ConfigError::Invalid(format!("http.debug.addr: {raw:?}: {e}")))?,
         ),
     };
+    if file.auth.is_some() {
+        return Err(ConfigError::Invalid(
+            "auth: logins and access rules are not built yet; until they are, protect the API with \
+             http.tls.clientcas (mutual TLS) or the network (docs/security.md)"
+                .to_owned(),
+        ));
+    }
+    let tls = file
+        .http
+        .tls
+        .validate("http.tls")
+        .map_err(ConfigError::Invalid)?;
     let redirect = !file.storage.redirect.disable;
     let purge = purge_config(&file.storage.maintenance.uploadpurging)?;
     let mut gc = gc_config(&file.storage.gc)?;
@@ -595,6 +616,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
     raft.snapshot_every = file.metadata.snapshotevery;
     Ok(NodeConfig {
         listen,
+        tls,
         internal_listen,
         debug_listen,
         blobs,
@@ -1056,6 +1078,48 @@ mod tests {
         assert_eq!(c.purge.age, std::time::Duration::from_secs(7200));
         assert_eq!(c.purge.interval, std::time::Duration::from_secs(1800));
         assert!(c.purge.dry_run);
+    }
+
+    #[test]
+    fn tls_keys_from_the_file_and_the_environment() {
+        let f = write("http:\n  tls:\n    certificate: /tls/tls.crt\n    key: /tls/tls.key\n    minimumtls: tls1.3\n");
+        let c = load(Some(f.path()), &HashMap::new()).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.certificate, PathBuf::from("/tls/tls.crt"));
+        assert_eq!(tls.minimum, crate::tls::MinimumTls::Tls13);
+        let c = load(
+            None,
+            &env(&[
+                ("REGISTRY_HTTP_TLS_CERTIFICATE", "/c.pem"),
+                ("REGISTRY_HTTP_TLS_KEY", "/k.pem"),
+                ("REGISTRY_HTTP_TLS_CLIENTCAS", "/a.pem,/b.pem"),
+            ]),
+        )
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(
+            tls.client_cas,
+            [PathBuf::from("/a.pem"), PathBuf::from("/b.pem")]
+        );
+        assert_eq!(tls.client_auth, crate::tls::ClientAuth::Require);
+        assert!(load(None, &HashMap::new()).unwrap().tls.is_none());
+        let f = write("http:\n  tls:\n    certificate: /c\n    key: /k\n    minimumtls: tls1.1\n");
+        let err = load(Some(f.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.tls.minimumtls"), "{err}");
+    }
+
+    #[test]
+    fn an_auth_section_is_refused_until_logins_exist() {
+        let f = write("auth:\n  htpasswd: { realm: registry, path: /etc/registry/htpasswd }\n");
+        let err = load(Some(f.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth: logins and access rules are not built yet"),
+            "{err}"
+        );
     }
 
     #[test]

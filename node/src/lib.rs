@@ -12,6 +12,7 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod purge;
+pub mod tls;
 
 pub use config::{load, ConfigError, NodeConfig};
 pub use node::{Listeners, Node, NodeError, SpawnedNode};

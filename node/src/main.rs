@@ -12,6 +12,15 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // One crypto provider for every rustls user in the process (the TLS
+    // listener, and the object-store clients), chosen here rather than
+    // left to whichever crate's features won.
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("registry: a rustls crypto provider was installed before main");
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config.as_deref()),

@@ -29,6 +29,11 @@ pub enum NodeError {
     Metrics(#[from] prometheus::Error),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("{listener}: {source}")]
+    Tls {
+        listener: &'static str,
+        source: crate::tls::TlsError,
+    },
 }
 
 /// The sockets a node serves on, bound by the caller (the binary from its
@@ -57,6 +62,7 @@ pub struct Node {
     purger: Option<tokio::task::JoinHandle<()>>,
     collector: Option<tokio::task::JoinHandle<()>>,
     pull_recorder: tokio::task::JoinHandle<()>,
+    certificate_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -158,13 +164,21 @@ impl Node {
             .gc
             .enabled
             .then(|| tokio::spawn(crate::gc::run_forever(collector.clone())));
-        let mut server = HttpServer::new(move || {
+        let tls_metrics = crate::tls::TlsMetrics::new(&registry)?;
+        let api_tls = server_tls("http.tls", config.tls.as_ref(), &tls_metrics)?;
+        let certificate_watch = api_tls
+            .as_ref()
+            .map(|tls| tokio::spawn(tls.certificate.clone().watch()));
+        let server = HttpServer::new(move || {
             let state = state.clone();
             App::new().configure(move |cfg| api::configure(cfg, state))
         })
         .workers(threads)
-        .shutdown_timeout(30)
-        .listen(listeners.api)?;
+        .shutdown_timeout(30);
+        let mut server = match api_tls {
+            Some(tls) => server.listen_rustls_0_23(listeners.api, tls.config)?,
+            None => server.listen(listeners.api)?,
+        };
         if !handle_signals {
             server = server.disable_signals();
         }
@@ -185,6 +199,7 @@ impl Node {
         };
         tracing::info!(
             %addr,
+            tls = config.tls.is_some(),
             debug = %debug_addr.map_or("off".to_owned(), |a| a.to_string()),
             internal = internal_addr.as_deref().unwrap_or("off"),
             node = config.raft.node_id,
@@ -204,6 +219,7 @@ impl Node {
             purger,
             collector: scheduled_collections,
             pull_recorder,
+            certificate_watch,
         })
     }
 
@@ -270,6 +286,9 @@ impl Node {
             task.abort();
         }
         self.pull_recorder.abort();
+        if let Some(watch) = &self.certificate_watch {
+            watch.abort();
+        }
         if let Err(e) = self.uploads.send(api::upload::Shutdown).await {
             tracing::warn!(error = %e, "upload sessions did not stop cleanly");
         }
@@ -398,4 +417,17 @@ fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("tokio runtime")
         .block_on(f)
+}
+
+/// The rustls config of a listener with TLS settings; a certificate, key or
+/// CA bundle that does not load stops the start, naming the listener's keys.
+fn server_tls(
+    listener: &'static str,
+    settings: Option<&crate::tls::TlsSettings>,
+    metrics: &crate::tls::TlsMetrics,
+) -> Result<Option<crate::tls::ServerTls>, NodeError> {
+    settings
+        .map(|settings| settings.server(listener, metrics.clone()))
+        .transpose()
+        .map_err(|source| NodeError::Tls { listener, source })
 }

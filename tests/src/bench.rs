@@ -630,7 +630,7 @@ pub async fn run(
     sizes: &Sizes,
     progress: bool,
 ) -> Report {
-    run_workloads(label, url, pid, sizes, progress, &Workload::ALL).await
+    run_workloads(label, url, pid, sizes, progress, &Workload::ALL, None).await
 }
 
 /// The groups of workloads, to run one alone (when profiling one figure).
@@ -655,7 +655,8 @@ impl Workload {
     ];
 }
 
-/// [`run`], restricted to `workloads`.
+/// [`run`], restricted to `workloads`; an `https` URL is trusted through
+/// `ca` alone when one is given.
 pub async fn run_workloads(
     label: &str,
     url: &str,
@@ -663,13 +664,15 @@ pub async fn run_workloads(
     sizes: &Sizes,
     progress: bool,
     workloads: &[Workload],
+    ca: Option<reqwest::Certificate>,
 ) -> Report {
+    let mut http = reqwest::Client::builder().pool_max_idle_per_host(64);
+    if let Some(ca) = ca {
+        http = http.tls_certs_only([ca]);
+    }
     let bench = Bench {
         url: url.trim_end_matches('/').to_owned(),
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()
-            .expect("http client"),
+        http: http.build().expect("http client"),
         progress,
         // A fresh namespace per run, so runs against one registry do not collide.
         prefix: format!(

@@ -163,6 +163,11 @@ impl TestCluster {
         format!("http://{}", self.members[i].api)
     }
 
+    /// Node `i`'s OCI API address.
+    pub fn api_addr(&self, i: usize) -> SocketAddr {
+        self.members[i].api
+    }
+
     pub fn debug_addr(&self, i: usize) -> SocketAddr {
         self.members[i].debug
     }

@@ -12,6 +12,7 @@ pub mod oci;
 pub mod roundtrip;
 pub mod s3;
 pub mod swift;
+pub mod tls;
 
 pub use cluster::TestCluster;
 use node::NodeConfig;

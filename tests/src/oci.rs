@@ -47,6 +47,11 @@ impl Client {
         Client { base, http }
     }
 
+    /// A client of `base` over `http` (for example one that trusts a test's CA).
+    pub fn with_http(base: String, http: reqwest::Client) -> Self {
+        Client { base, http }
+    }
+
     /// A client that opens a new connection for every request (behind a
     /// per-connection balancer, each request reaches the next node).
     pub fn without_pooling(base: String) -> Self {

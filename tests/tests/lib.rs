@@ -25,3 +25,4 @@ mod s3_backend;
 mod skopeo;
 mod storage_faults;
 mod swift_backend;
+mod tls;

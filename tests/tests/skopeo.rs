@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// Writes an OCI image layout with `layers` under `dir`, tagged `tag`;
 /// returns the manifest digest.
-fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> String {
+pub(crate) fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> String {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| {
@@ -56,7 +56,7 @@ fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> String {
     sha256(&manifest)
 }
 
-fn skopeo(args: &[&str]) -> String {
+pub(crate) fn skopeo(args: &[&str]) -> String {
     let output = Command::new("skopeo")
         .args(args)
         .output()
@@ -70,7 +70,7 @@ fn skopeo(args: &[&str]) -> String {
 }
 
 /// Every file under `blobs/` of a layout, by name, with its bytes.
-fn layout_blobs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn layout_blobs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("blobs/sha256"))
         .unwrap()
         .map(|e| {

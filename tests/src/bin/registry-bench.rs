@@ -37,6 +37,9 @@ enum Command {
         /// Run only these workloads (repeatable); every workload by default.
         #[arg(long, value_enum)]
         only: Vec<Workload>,
+        /// PEM of the CA that signed an https registry's certificate.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
     },
     /// Garbage collection on a store of many images, a tenth of them
     /// deleted: how long collections take, alone and under a push-and-pull
@@ -91,14 +94,22 @@ async fn main() {
             tiny,
             quiet,
             only,
+            cacert,
         } => {
+            let ca = cacert.map(|path| {
+                let pem =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+                reqwest::Certificate::from_pem(&pem)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            });
             let sizes = if tiny { Sizes::tiny() } else { Sizes::full() };
             let workloads = if only.is_empty() {
                 Workload::ALL.to_vec()
             } else {
                 only
             };
-            let report = bench::run_workloads(&label, &url, pid, &sizes, !quiet, &workloads).await;
+            let report =
+                bench::run_workloads(&label, &url, pid, &sizes, !quiet, &workloads, ca).await;
             for f in &report.figures {
                 println!(
                     "{:<44} {:>10.1} {:<5}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}",
