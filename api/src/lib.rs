@@ -12,6 +12,7 @@ pub const ACCESS_LOG_TARGET: &str = "registry::access";
 /// Garbage collection's grace must outlast it.
 pub const PRESIGN_EXPIRY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod forward;
@@ -124,6 +125,9 @@ async fn handle(
     payload: web::Payload,
     route: Route,
 ) -> ApiResult<HttpResponse> {
+    if let Some(auth) = state.auth.as_ref().filter(|_| !state.forwarded) {
+        auth.authorize(req, &route).await?;
+    }
     if route.writes() && refuses_writes(state.config.read_only, &state.meta) {
         return Err(ApiError::new(
             ErrorCode::Unsupported,

@@ -107,6 +107,25 @@ impl Route {
         }
     }
 
+    /// The repository the route acts on (`None` for `/v2/` and the catalog).
+    pub fn repository(&self) -> Option<&RepoName> {
+        match self {
+            Route::Base | Route::Catalog => None,
+            Route::TagsList { name }
+            | Route::GetManifest { name, .. }
+            | Route::PutManifest { name, .. }
+            | Route::DeleteManifest { name, .. }
+            | Route::GetBlob { name, .. }
+            | Route::DeleteBlob { name, .. }
+            | Route::StartUpload { name }
+            | Route::UploadStatus { name, .. }
+            | Route::PatchUpload { name, .. }
+            | Route::FinishUpload { name, .. }
+            | Route::CancelUpload { name, .. }
+            | Route::Referrers { name, .. } => Some(name),
+        }
+    }
+
     pub fn access(&self) -> Access {
         match self {
             Route::Base

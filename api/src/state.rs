@@ -17,6 +17,8 @@ pub struct AppState {
     pub metrics: crate::metrics::ApiMetrics,
     /// Manifest pulls served here, written to the log in batches.
     pub pulls: crate::pulls::PullLog,
+    /// Logins and access rules; `None` lets everyone do everything.
+    pub auth: Option<Arc<crate::auth::Authorizer>>,
     /// The requests arrive on the internal listener, forwarded by a peer to
     /// this node as the owner of what they touch: serve them here, never
     /// forward them again.

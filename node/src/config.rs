@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// TLS on the OCI API (`http.tls`); `None` serves plain HTTP.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Logins and access rules (`auth`); `None` lets everyone do everything.
+    pub auth: Option<api::auth::AuthConfig>,
     /// The internal listener (Raft RPC, requests forwarded between nodes);
     /// `None` for a single node without a `cluster` section.
     pub internal_listen: Option<SocketAddr>,
@@ -47,6 +49,7 @@ impl NodeConfig {
         NodeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
             tls: None,
+            auth: None,
             internal_listen: None,
             debug_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5001))),
             blobs: storage::BackendConfig::Filesystem {
@@ -88,8 +91,8 @@ struct FileConfig {
     #[serde(default)]
     metadata: MetadataSection,
     cluster: Option<ClusterSection>,
-    /// Refused with a reason, rather than as an unknown key.
-    auth: Option<Value>,
+    /// Logins and access rules (docs/security.md).
+    auth: Option<crate::auth::AuthSection>,
 }
 
 /// A member of a multi-node cluster (docs/cluster.md).
@@ -567,13 +570,11 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
                 .map_err(|e| ConfigError::Invalid(format!("http.debug.addr: {raw:?}: {e}")))?,
         ),
     };
-    if file.auth.is_some() {
-        return Err(ConfigError::Invalid(
-            "auth: logins and access rules are not built yet; until they are, protect the API with \
-             http.tls.clientcas (mutual TLS) or the network (docs/security.md)"
-                .to_owned(),
-        ));
-    }
+    let auth = file
+        .auth
+        .map(crate::auth::AuthSection::validate)
+        .transpose()
+        .map_err(ConfigError::Invalid)?;
     let tls = file
         .http
         .tls
@@ -617,6 +618,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
     Ok(NodeConfig {
         listen,
         tls,
+        auth,
         internal_listen,
         debug_listen,
         blobs,
@@ -1111,15 +1113,28 @@ mod tests {
     }
 
     #[test]
-    fn an_auth_section_is_refused_until_logins_exist() {
-        let f = write("auth:\n  htpasswd: { realm: registry, path: /etc/registry/htpasswd }\n");
-        let err = load(Some(f.path()), &HashMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("auth: logins and access rules are not built yet"),
-            "{err}"
+    fn auth_sections_are_read_and_bad_ones_name_the_key() {
+        let f = write(
+            "auth:\n  htpasswd: { realm: registry, path: /etc/registry/htpasswd }\n  access:\n    \
+             - repositories: [\"team-a/**\"]\n      users: [alice]\n      actions: [pull, push]\n    \
+             - repositories: [\"**\"]\n      anonymous: [pull]\n  admins: [ops]\n",
         );
+        let auth = load(Some(f.path()), &HashMap::new()).unwrap().auth.unwrap();
+        assert_eq!(auth.realm, "registry");
+        assert_eq!(auth.rules.len(), 2);
+        assert_eq!(auth.admins, ["ops"]);
+        let err = |yaml: &str| {
+            load(Some(write(yaml).path()), &HashMap::new())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("auth:\n  token: { realm: x }\n")
+            .contains("auth.token: Bearer tokens are not built yet"));
+        assert!(err("auth:\n  access: []\n").contains("auth.htpasswd: required"));
+        let bad_action = "auth:\n  htpasswd: { realm: r, path: /p }\n  access:\n    - { repositories: [a], users: [u], actions: [pul] }\n";
+        assert!(err(bad_action).contains("auth.access[0].actions"));
+        let no_actions = "auth:\n  htpasswd: { realm: r, path: /p }\n  access:\n    - { repositories: [a], users: [u] }\n";
+        assert!(err(no_actions).contains("name what the users may do"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the HTTP server. The binary and the tests start nodes through [`Node`].
 
 pub mod admin;
+mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -29,6 +29,8 @@ pub enum NodeError {
     Metrics(#[from] prometheus::Error),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("{0}")]
+    Auth(String),
     #[error("{listener}: {source}")]
     Tls {
         listener: &'static str,
@@ -106,7 +108,14 @@ impl Node {
             pulls.clone(),
             config.gc.pull_flush,
         ));
+        let auth = config
+            .auth
+            .as_ref()
+            .map(|auth| api::auth::Authorizer::new(auth, &registry).map(Arc::new))
+            .transpose()
+            .map_err(NodeError::Auth)?;
         let state = AppState {
+            auth,
             meta: meta.clone(),
             staging: staging.clone(),
             uploads: uploads.clone(),
@@ -200,6 +209,7 @@ impl Node {
         tracing::info!(
             %addr,
             tls = config.tls.is_some(),
+            auth = config.auth.is_some(),
             debug = %debug_addr.map_or("off".to_owned(), |a| a.to_string()),
             internal = internal_addr.as_deref().unwrap_or("off"),
             node = config.raft.node_id,

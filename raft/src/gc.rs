@@ -242,16 +242,19 @@ impl PartialEq for RetentionRule {
 
 impl Eq for RetentionRule {}
 
-/// Globs as repository names use them: `*` stays within one path segment,
-/// `**` crosses them.
+/// A glob as repository names use them: `*` stays within one path
+/// segment, `**` crosses them.
+pub fn repository_glob(pattern: &str) -> Result<globset::Glob, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| format!("{pattern:?}: {e}"))
+}
+
 fn glob_set(patterns: &[String]) -> Result<globset::GlobSet, String> {
     let mut set = globset::GlobSetBuilder::new();
     for pattern in patterns {
-        let glob = globset::GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| format!("{pattern:?}: {e}"))?;
-        set.add(glob);
+        set.add(repository_glob(pattern)?);
     }
     set.build().map_err(|e| e.to_string())
 }

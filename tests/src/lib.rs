@@ -28,6 +28,28 @@ pub fn backend_under_test() -> &'static str {
     }
 }
 
+/// `TEST_AUTH=htpasswd` runs the suite with logins on: every node checks
+/// an htpasswd file with one user (who may do everything), and the test
+/// clients send that user's credentials on every request.
+pub fn auth_under_test() -> bool {
+    std::env::var("TEST_AUTH").is_ok_and(|mode| mode == "htpasswd")
+}
+
+/// The user and password the clients log in with under [`auth_under_test`].
+pub fn credentials_under_test() -> Option<(String, String)> {
+    auth_under_test().then(|| ("workflow".to_owned(), "workflow-password".to_owned()))
+}
+
+/// Writes an htpasswd file of `users` (name, password) at `path`, bcrypt
+/// at the lowest cost so tests stay quick.
+pub fn write_htpasswd(path: &std::path::Path, users: &[(&str, &str)]) {
+    let lines: String = users
+        .iter()
+        .map(|(user, password)| format!("{user}:{}\n", bcrypt::hash(password, 4).expect("bcrypt")))
+        .collect();
+    std::fs::write(path, lines).expect("write htpasswd");
+}
+
 /// The Python of the venv scripts/setup makes (oras-py, the Azure SDK).
 pub fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("TEST_PYTHON") {
@@ -63,6 +85,8 @@ pub fn cluster_size_under_test() -> usize {
 /// temporary directory. Dereferences to the [`TestCluster`] for the rest.
 pub struct TestNode {
     cluster: TestCluster,
+    /// The htpasswd file under [`auth_under_test`].
+    _auth: Option<tempfile::TempDir>,
 }
 
 impl std::ops::Deref for TestNode {
@@ -121,8 +145,26 @@ impl TestNode {
     }
 
     fn start_on(nodes: usize, s3: Option<s3::S3Server>, adjust: impl Fn(&mut NodeConfig)) -> Self {
+        let auth_dir = credentials_under_test().map(|(user, password)| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            write_htpasswd(
+                &dir.path().join("htpasswd"),
+                &[(user.as_str(), password.as_str())],
+            );
+            dir
+        });
+        let auth = auth_dir.as_ref().map(|dir| api::auth::AuthConfig {
+            realm: "registry-tests".to_owned(),
+            htpasswd: dir.path().join("htpasswd"),
+            rules: Vec::new(),
+            admins: Vec::new(),
+        });
         TestNode {
-            cluster: TestCluster::start(nodes, s3, adjust),
+            cluster: TestCluster::start(nodes, s3, |config| {
+                config.auth = auth.clone();
+                adjust(config)
+            }),
+            _auth: auth_dir,
         }
     }
 

@@ -36,6 +36,8 @@ pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Sent as Basic credentials on every request.
+    credentials: Option<(String, String)>,
 }
 
 impl Client {
@@ -44,12 +46,20 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("http client");
-        Client { base, http }
+        Client {
+            base,
+            http,
+            credentials: crate::credentials_under_test(),
+        }
     }
 
     /// A client of `base` over `http` (for example one that trusts a test's CA).
     pub fn with_http(base: String, http: reqwest::Client) -> Self {
-        Client { base, http }
+        Client {
+            base,
+            http,
+            credentials: crate::credentials_under_test(),
+        }
     }
 
     /// A client that opens a new connection for every request (behind a
@@ -60,7 +70,17 @@ impl Client {
             .pool_max_idle_per_host(0)
             .build()
             .expect("http client");
-        Client { base, http }
+        Client {
+            base,
+            http,
+            credentials: crate::credentials_under_test(),
+        }
+    }
+
+    /// The same client logging in as `user` (`None`: anonymous).
+    pub fn logged_in(mut self, credentials: Option<(&str, &str)>) -> Self {
+        self.credentials = credentials.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        self
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -72,7 +92,11 @@ impl Client {
     }
 
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path))
+        let request = self.http.request(method, self.url(path));
+        match &self.credentials {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Response {

@@ -261,6 +261,92 @@ async fn docker_pushes_and_pulls_and_containerd_pulls() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_logs_in_over_tls_and_the_rules_decide_its_pushes() {
+    use crate::auth::{ALICE, BOB};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = registry_tests::tls::TestCa::new("registry test CA");
+    let (certificate, key) = ca.server("registry").write(&dir.path().join("server"));
+    let cluster = crate::auth::start(dir.path(), move |config| {
+        config.tls = Some(node::tls::TlsSettings::new(&certificate, &key));
+    });
+    // dockerd treats 127.0.0.0/8 as insecure whatever certs.d says, so it
+    // speaks TLS here without checking the CA (skopeo and podman check it
+    // in auth.rs); the logins and refusals are docker's own.
+    let host = cluster.api_addr(0).to_string();
+    let cluster = std::sync::Arc::new(cluster);
+    let running = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        let cluster = running;
+        let daemons = Daemons::start();
+        let login = |(user, password): (&str, &str)| {
+            daemons
+                .client_command("docker")
+                .args(["login", "-u", user, "--password-stdin", &host])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    child
+                        .stdin
+                        .take()
+                        .expect("stdin")
+                        .write_all(password.as_bytes())?;
+                    child.wait_with_output()
+                })
+                .expect("docker login")
+        };
+        let refused = login((ALICE.0, "not-her-password"));
+        assert!(
+            !refused.status.success(),
+            "a wrong password fails docker login"
+        );
+        Daemons::ok(login(ALICE), "docker login as alice");
+
+        let context = daemons.dir.path().join("context");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(context.join("payload"), vec![7u8; 200_000]).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            "FROM scratch\nCOPY payload /payload\n",
+        )
+        .unwrap();
+        let image = format!("{host}/team-a/app:v1");
+        Daemons::ok(
+            daemons.docker(&["build", "-q", "-t", &image, context.to_str().unwrap()]),
+            "docker build",
+        );
+        daemons.push(&image);
+        Daemons::ok(daemons.docker(&["rmi", &image]), "docker rmi");
+        Daemons::ok(daemons.docker(&["pull", &image]), "docker pull as alice");
+
+        Daemons::ok(daemons.docker(&["logout", &host]), "docker logout");
+        let challenged = crate::auth::auth_counter(&cluster, "unauthenticated");
+        let anonymous = daemons.docker(&["pull", &image]);
+        assert!(
+            !anonymous.status.success(),
+            "team-a is not for anonymous pulls"
+        );
+        // docker falls back to plain HTTP on loopback and reports that
+        // attempt's error; the registry counted the refusal.
+        assert!(crate::auth::auth_counter(&cluster, "unauthenticated") > challenged);
+        Daemons::ok(login(BOB), "docker login as bob");
+        let other = format!("{host}/team-a/bobs:v1");
+        Daemons::ok(daemons.docker(&["tag", &image, &other]), "docker tag");
+        let denied = daemons.docker(&["push", &other]);
+        assert!(!denied.status.success(), "bob may not push to team-a");
+        let stderr = String::from_utf8_lossy(&denied.stderr);
+        assert!(stderr.contains("denied"), "docker says why: {stderr}");
+        let scratch = format!("{host}/scratch/bob:v1");
+        Daemons::ok(daemons.docker(&["tag", &image, &scratch]), "docker tag");
+        daemons.push(&scratch);
+    })
+    .await
+    .unwrap();
+}
+
 /// The `registry` binary `cargo test --workspace` built beside this test.
 fn registry_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();

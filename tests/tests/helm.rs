@@ -44,6 +44,21 @@ async fn helm_pushes_and_pulls_an_oci_chart() {
         let home = work.path();
         helm(home, &["create", "demo"]);
         helm(home, &["package", "demo", "--destination", "packaged"]);
+        // Under TEST_AUTH helm logs in first, as against any registry with
+        // logins; it keeps the login in HELM_CONFIG_HOME.
+        if let Some((user, password)) = registry_tests::credentials_under_test() {
+            let login = [
+                "registry",
+                "login",
+                &host,
+                "--plain-http",
+                "-u",
+                &user,
+                "-p",
+                &password,
+            ];
+            helm(home, &login);
+        }
         let archive = home.join("packaged/demo-0.1.0.tgz");
         let pushed = std::fs::read(&archive).unwrap();
         helm(

@@ -1,6 +1,7 @@
 //! Black-box tests: real nodes over HTTP with real clients.
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod azure_backend;
 mod bad_input;
 mod bench_smoke;

@@ -31,7 +31,12 @@ async fn oci_client_pushes_pulls_and_lists_tags() {
         ),
     ];
     let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
-    let auth = RegistryAuth::Anonymous;
+    // Under TEST_AUTH the crate logs in with Basic credentials, as it does
+    // against distribution with htpasswd.
+    let auth = match registry_tests::credentials_under_test() {
+        Some((user, password)) => RegistryAuth::Basic(user, password),
+        None => RegistryAuth::Anonymous,
+    };
 
     for (tag, monolithic) in [("chunked", false), ("monolithic", true)] {
         let reference: Reference = format!("{}/rust/oci-client:{tag}", node.host())

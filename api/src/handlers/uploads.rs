@@ -8,7 +8,7 @@ use crate::names::{parse_digest, RepoName};
 use crate::state::{now_ms, AppState};
 use crate::upload::{self, pump, Append, Cancel, Finish, Session, Status, UploadSession};
 use actix::Addr;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use raft::{BlobSource, Command, Response, UploadOwner};
 use storage::Digest;
 use uuid::Uuid;
@@ -23,10 +23,15 @@ pub async fn start(
     if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
         let digest = parse_digest(mount)?;
         let from = RepoName::parse(from)?;
-        if mount_blob(state, name, &from, &digest).await? {
+        let may_read_source = req
+            .extensions()
+            .get::<crate::auth::MountRefused>()
+            .is_none();
+        if may_read_source && mount_blob(state, name, &from, &digest).await? {
             return Ok(blob_created(name, &digest));
         }
-        // Not mountable: fall through to a new session, as the spec asks.
+        // Not mountable (or not the caller's to read): fall through to a
+        // new session, as the spec asks.
     } else if let Some(raw) = q.get("digest") {
         let digest = parse_digest(raw)?;
         let (forward, body) = pump(payload, state.metrics.received_bytes.clone());
