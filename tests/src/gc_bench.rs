@@ -366,7 +366,15 @@ pub async fn run(url: &str, debug: &str, sizes: &GcSizes, progress: bool) -> GcF
     let sweep_started = Instant::now();
     let sweeper = target.clone();
     let (pushes_per_s_during, pulls_per_s_during, errors, sweeping) =
-        under_load(&target, sizes, &kept, |_| async move {
+        under_load(&target, sizes, &kept, |done| async move {
+            // The collection starts once the load is under way (a push and
+            // a pull done), so even a tiny store's sweep, over in
+            // milliseconds, has load in its window.
+            let under_way = crate::eventually(Duration::from_secs(60), || async {
+                done.pushes.load(Ordering::Relaxed) > 0 && done.pulls.load(Ordering::Relaxed) > 0
+            })
+            .await;
+            assert!(under_way, "the load did not start");
             sweeper.collect(false).await
         })
         .await;
