@@ -1,7 +1,7 @@
 //! The `auth` section: distribution's `auth.htpasswd`, and access rules
 //! beyond it (api::auth has the semantics, docs/security.md the examples).
 
-use api::auth::{AccessRule, Actions, AuthConfig};
+use api::auth::{AccessRule, Actions, AuthConfig, HtpasswdConfig, TokenConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -13,9 +13,25 @@ pub(crate) struct AuthSection {
     access: Vec<AccessSection>,
     #[serde(default)]
     admins: Vec<String>,
+    token: Option<TokenSection>,
     /// Refused with a reason, rather than as an unknown key.
-    token: Option<serde_yaml::Value>,
     silly: Option<serde_yaml::Value>,
+}
+
+/// distribution's `auth.token` keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSection {
+    realm: String,
+    service: String,
+    issuer: String,
+    rootcertbundle: Option<PathBuf>,
+    jwks: Option<PathBuf>,
+    #[serde(default)]
+    signingalgorithms: Vec<String>,
+    #[serde(default)]
+    autoredirect: bool,
+    autoredirectpath: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,19 +61,40 @@ struct AccessSection {
 impl AuthSection {
     /// The logins and rules this section asks for, or what is wrong with it.
     pub(crate) fn validate(self) -> Result<AuthConfig, String> {
-        if self.token.is_some() {
-            return Err(
-                "auth.token: Bearer tokens are not built yet; use auth.htpasswd".to_owned(),
-            );
-        }
         if self.silly.is_some() {
             return Err(
                 "auth.silly: not supported: it lets in any Authorization header; use auth.htpasswd"
                     .to_owned(),
             );
         }
+        if let Some(token) = self.token {
+            if self.htpasswd.is_some() {
+                return Err("auth: name one of htpasswd and token, as in distribution".to_owned());
+            }
+            if !self.access.is_empty() || !self.admins.is_empty() {
+                return Err(
+                    "auth.access and auth.admins: with auth.token the tokens' access claims decide"
+                        .to_owned(),
+                );
+            }
+            if token.autoredirect || token.autoredirectpath.is_some() {
+                return Err(
+                    "auth.token.autoredirect: not supported; give the token server's URL as realm"
+                        .to_owned(),
+                );
+            }
+            let config = TokenConfig {
+                realm: token.realm,
+                service: token.service,
+                issuer: token.issuer,
+                root_cert_bundle: token.rootcertbundle,
+                jwks: token.jwks,
+                algorithms: token.signingalgorithms,
+            };
+            return Ok(AuthConfig::Token(config));
+        }
         let Some(htpasswd) = self.htpasswd else {
-            return Err("auth.htpasswd: required with auth (the only login mode built)".to_owned());
+            return Err("auth: name htpasswd or token".to_owned());
         };
         if htpasswd.realm.is_empty() {
             return Err("auth.htpasswd.realm: must not be empty".to_owned());
@@ -84,14 +121,14 @@ impl AuthSection {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let config = AuthConfig {
+        let config = HtpasswdConfig {
             realm: htpasswd.realm,
-            htpasswd: htpasswd.path,
+            path: htpasswd.path,
             rules,
             admins: self.admins,
         };
         // Patterns are compiled at start too; checking them here names the key in the config error.
         api::auth::AccessRules::new(&config.rules, &config.admins)?;
-        Ok(config)
+        Ok(AuthConfig::Htpasswd(config))
     }
 }

@@ -1119,7 +1119,11 @@ mod tests {
              - repositories: [\"team-a/**\"]\n      users: [alice]\n      actions: [pull, push]\n    \
              - repositories: [\"**\"]\n      anonymous: [pull]\n  admins: [ops]\n",
         );
-        let auth = load(Some(f.path()), &HashMap::new()).unwrap().auth.unwrap();
+        let Some(api::auth::AuthConfig::Htpasswd(auth)) =
+            load(Some(f.path()), &HashMap::new()).unwrap().auth
+        else {
+            panic!("htpasswd logins");
+        };
         assert_eq!(auth.realm, "registry");
         assert_eq!(auth.rules.len(), 2);
         assert_eq!(auth.admins, ["ops"]);
@@ -1128,9 +1132,19 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(err("auth:\n  token: { realm: x }\n")
-            .contains("auth.token: Bearer tokens are not built yet"));
-        assert!(err("auth:\n  access: []\n").contains("auth.htpasswd: required"));
+        let token = "auth:\n  token: { realm: https://auth/token, service: registry, issuer: auth, rootcertbundle: /ca.pem }\n";
+        let f = write(token);
+        let Some(api::auth::AuthConfig::Token(token)) =
+            load(Some(f.path()), &HashMap::new()).unwrap().auth
+        else {
+            panic!("token logins");
+        };
+        assert_eq!(token.service, "registry");
+        assert!(
+            err("auth:\n  token: { realm: x, service: s, issuer: i, autoredirect: true }\n")
+                .contains("auth.token.autoredirect")
+        );
+        assert!(err("auth:\n  access: []\n").contains("name htpasswd or token"));
         let bad_action = "auth:\n  htpasswd: { realm: r, path: /p }\n  access:\n    - { repositories: [a], users: [u], actions: [pul] }\n";
         assert!(err(bad_action).contains("auth.access[0].actions"));
         let no_actions = "auth:\n  htpasswd: { realm: r, path: /p }\n  access:\n    - { repositories: [a], users: [u] }\n";

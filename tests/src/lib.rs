@@ -13,6 +13,7 @@ pub mod roundtrip;
 pub mod s3;
 pub mod swift;
 pub mod tls;
+pub mod token_server;
 
 pub use cluster::TestCluster;
 use node::NodeConfig;
@@ -153,11 +154,13 @@ impl TestNode {
             );
             dir
         });
-        let auth = auth_dir.as_ref().map(|dir| api::auth::AuthConfig {
-            realm: "registry-tests".to_owned(),
-            htpasswd: dir.path().join("htpasswd"),
-            rules: Vec::new(),
-            admins: Vec::new(),
+        let auth = auth_dir.as_ref().map(|dir| {
+            api::auth::AuthConfig::Htpasswd(api::auth::HtpasswdConfig {
+                realm: "registry-tests".to_owned(),
+                path: dir.path().join("htpasswd"),
+                rules: Vec::new(),
+                admins: Vec::new(),
+            })
         });
         TestNode {
             cluster: TestCluster::start(nodes, s3, |config| {

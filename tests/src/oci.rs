@@ -38,6 +38,8 @@ pub struct Client {
     http: reqwest::Client,
     /// Sent as Basic credentials on every request.
     credentials: Option<(String, String)>,
+    /// Sent as a Bearer token on every request (instead of credentials).
+    token: Option<String>,
 }
 
 impl Client {
@@ -50,6 +52,7 @@ impl Client {
             base,
             http,
             credentials: crate::credentials_under_test(),
+            token: None,
         }
     }
 
@@ -59,6 +62,7 @@ impl Client {
             base,
             http,
             credentials: crate::credentials_under_test(),
+            token: None,
         }
     }
 
@@ -74,12 +78,19 @@ impl Client {
             base,
             http,
             credentials: crate::credentials_under_test(),
+            token: None,
         }
     }
 
     /// The same client logging in as `user` (`None`: anonymous).
     pub fn logged_in(mut self, credentials: Option<(&str, &str)>) -> Self {
         self.credentials = credentials.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        self
+    }
+
+    /// The same client sending `token` (`None`: no token).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
         self
     }
 
@@ -93,9 +104,10 @@ impl Client {
 
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, self.url(path));
-        match &self.credentials {
-            Some((user, password)) => request.basic_auth(user, Some(password)),
-            None => request,
+        match (&self.token, &self.credentials) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, Some((user, password))) => request.basic_auth(user, Some(password)),
+            (None, None) => request,
         }
     }
 

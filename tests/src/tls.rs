@@ -38,6 +38,11 @@ impl TestCa {
         }
     }
 
+    /// The CA's signing half, to issue other certificates with.
+    pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     /// The CA certificate, PEM.
     pub fn pem(&self) -> &str {
         &self.pem

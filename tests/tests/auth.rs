@@ -4,7 +4,7 @@
 //! the catalog filtered; the file re-read; real clients logging in through
 //! TLS.
 
-use api::auth::{AccessRule, Actions, AuthConfig};
+use api::auth::{AccessRule, Actions, AuthConfig, HtpasswdConfig};
 use registry_tests::cluster::http_get;
 use registry_tests::oci::{self, error_code, header, sha256, Client};
 use registry_tests::tls::TestCa;
@@ -46,12 +46,12 @@ fn rules() -> Vec<AccessRule> {
 pub(crate) fn start(dir: &Path, adjust: impl Fn(&mut node::NodeConfig)) -> TestCluster {
     let htpasswd = dir.join("htpasswd");
     write_htpasswd(&htpasswd, &[ALICE, CI_A, BOB, OPS]);
-    let auth = AuthConfig {
+    let auth = AuthConfig::Htpasswd(HtpasswdConfig {
         realm: "registry".to_owned(),
-        htpasswd,
+        path: htpasswd,
         rules: rules(),
         admins: vec!["ops".to_owned()],
-    };
+    });
     TestCluster::start(cluster_size_under_test(), None, move |config| {
         config.api.delete_enabled = true;
         config.api.redirect = false;

@@ -347,6 +347,88 @@ async fn docker_logs_in_over_tls_and_the_rules_decide_its_pushes() {
     .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_logs_in_and_pushes_through_a_token_server() {
+    use crate::tokens::{users, ISSUER, SERVICE};
+    use registry_tests::token_server::{KeyRef, Signer, TokenServer};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = registry_tests::tls::TestCa::new("token CA");
+    std::fs::write(dir.path().join("roots.pem"), ca.pem()).unwrap();
+    let server = TokenServer::start(
+        Signer::new(Some(ca.issuer()), ISSUER, SERVICE, KeyRef::X5c),
+        users(),
+    );
+    let cluster = crate::tokens::start(
+        &server.realm(),
+        Some(&dir.path().join("roots.pem")),
+        None,
+        |_| {},
+    );
+    let host = cluster.api_addr(0).to_string();
+    tokio::task::spawn_blocking(move || {
+        let daemons = Daemons::start();
+        let login = |password: &str| {
+            daemons
+                .client_command("docker")
+                .args(["login", "-u", "alice", "--password-stdin", &host])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    child
+                        .stdin
+                        .take()
+                        .expect("stdin")
+                        .write_all(password.as_bytes())?;
+                    child.wait_with_output()
+                })
+                .expect("docker login")
+        };
+        assert!(
+            !login("wrong").status.success(),
+            "the token server refuses a wrong password"
+        );
+        Daemons::ok(
+            login("alice-password"),
+            "docker login through the token server",
+        );
+        let context = daemons.dir.path().join("context");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(context.join("payload"), vec![9u8; 150_000]).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            "FROM scratch\nCOPY payload /payload\n",
+        )
+        .unwrap();
+        let image = format!("{host}/team-a/tokens:v1");
+        Daemons::ok(
+            daemons.docker(&["build", "-q", "-t", &image, context.to_str().unwrap()]),
+            "docker build",
+        );
+        daemons.push(&image);
+        Daemons::ok(daemons.docker(&["rmi", &image]), "docker rmi");
+        Daemons::ok(
+            daemons.docker(&["pull", &image]),
+            "docker pull with a token",
+        );
+        let outside = format!("{host}/elsewhere/tokens:v1");
+        Daemons::ok(daemons.docker(&["tag", &image, &outside]), "docker tag");
+        let refused = daemons.docker(&["push", &outside]);
+        assert!(
+            !refused.status.success(),
+            "the token server grants alice nothing in elsewhere/"
+        );
+    })
+    .await
+    .unwrap();
+    assert!(
+        server.issued() >= 3,
+        "docker fetched its tokens from the realm"
+    );
+}
+
 /// The `registry` binary `cargo test --workspace` built beside this test.
 fn registry_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();

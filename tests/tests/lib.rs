@@ -27,3 +27,4 @@ mod skopeo;
 mod storage_faults;
 mod swift_backend;
 mod tls;
+mod tokens;

@@ -1,14 +1,19 @@
-//! Logins and access control on the OCI API: who the caller is (Basic
-//! credentials checked against an htpasswd file, or nobody), and whether
-//! the route's action on its repository is theirs ([`rules`]).
+//! Logins and access control on the OCI API: who the caller is, and
+//! whether the route's action on its repository is theirs. Two modes, one
+//! at a time as in distribution: Basic credentials checked against an
+//! htpasswd file with per-repository [`rules`], or Bearer tokens from an
+//! external token server whose `access` claims decide ([`token`]).
 //!
 //! Answers follow distribution and what clients expect: no or bad
-//! credentials get 401 `UNAUTHORIZED` with a `Basic` challenge; a login
-//! without the right gets 403 `DENIED`. Nothing a refused request asked for
-//! is done. Requests a peer forwarded were authorized where they arrived.
+//! credentials get 401 `UNAUTHORIZED` with a `Basic` or `Bearer`
+//! challenge; a login without the right gets 403 `DENIED`, a token without
+//! the scope 401 with `error="insufficient_scope"`. Nothing a refused
+//! request asked for is done. Requests a peer forwarded were authorized
+//! where they arrived.
 
 pub mod htpasswd;
 pub mod rules;
+pub mod token;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::names::RepoName;
@@ -19,16 +24,25 @@ use htpasswd::Htpasswd;
 pub use rules::{AccessRule, AccessRules, Actions, Identity};
 use std::path::PathBuf;
 use std::sync::Arc;
+pub use token::TokenConfig;
+use token::TokenVerifier;
 
-/// `auth` as configured.
+/// `auth.htpasswd` (with the access rules) as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthConfig {
+pub struct HtpasswdConfig {
     /// The realm named in `Basic` challenges.
     pub realm: String,
     /// The htpasswd file of bcrypt entries.
-    pub htpasswd: PathBuf,
+    pub path: PathBuf,
     pub rules: Vec<AccessRule>,
     pub admins: Vec<String>,
+}
+
+/// `auth` as configured: one login mode, as in distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    Htpasswd(HtpasswdConfig),
+    Token(TokenConfig),
 }
 
 /// Put in a `POST …/blobs/uploads/?mount=…&from=…` request's extensions
@@ -37,23 +51,51 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Copy)]
 pub struct MountRefused;
 
+enum Logins {
+    Htpasswd {
+        realm: String,
+        file: Arc<Htpasswd>,
+        rules: AccessRules,
+    },
+    Token(TokenVerifier),
+}
+
+/// Why a request is refused, and how the client is told.
+enum Refusal {
+    /// 401 with a challenge; `error` for Bearer (`invalid_token`,
+    /// `insufficient_scope`).
+    Challenge {
+        result: &'static str,
+        error: Option<&'static str>,
+        detail: String,
+    },
+    /// 403 `DENIED`: a login without the right.
+    Denied(String),
+}
+
 pub struct Authorizer {
-    realm: String,
-    htpasswd: Arc<Htpasswd>,
-    rules: AccessRules,
+    logins: Logins,
     requests: prometheus::IntCounterVec,
 }
 
 impl Authorizer {
     pub fn new(config: &AuthConfig, registry: &prometheus::Registry) -> Result<Self, String> {
-        let htpasswd =
-            Htpasswd::load(&config.htpasswd).map_err(|e| format!("auth.htpasswd.path: {e}"))?;
-        let rules = AccessRules::new(&config.rules, &config.admins)?;
+        let logins = match config {
+            AuthConfig::Htpasswd(config) => Logins::Htpasswd {
+                realm: config.realm.clone(),
+                file: Arc::new(
+                    Htpasswd::load(&config.path).map_err(|e| format!("auth.htpasswd.path: {e}"))?,
+                ),
+                rules: AccessRules::new(&config.rules, &config.admins)?,
+            },
+            AuthConfig::Token(config) => Logins::Token(TokenVerifier::new(config)?),
+        };
         let requests = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
                 "registry_auth_requests_total",
                 "Requests by what authorization decided: user or anonymous (allowed), \
-                 bad_credentials, unauthenticated (challenged), denied",
+                 bad_credentials (a wrong password or an invalid token), unauthenticated (challenged), \
+                 denied (no right, or a token without the scope)",
             ),
             &["result"],
         )
@@ -61,59 +103,22 @@ impl Authorizer {
         registry
             .register(Box::new(requests.clone()))
             .map_err(|e| e.to_string())?;
-        Ok(Authorizer {
-            realm: config.realm.clone(),
-            htpasswd: Arc::new(htpasswd),
-            rules,
-            requests,
-        })
+        Ok(Authorizer { logins, requests })
     }
 
     /// Who is asking, if they may do what `route` does; the identity is
     /// also left in the request's extensions.
     pub async fn authorize(&self, req: &HttpRequest, route: &Route) -> Result<Identity, ApiError> {
-        let who = match self.identify(req).await {
-            Ok(who) => who,
-            Err(user) => {
-                self.refused(
-                    req,
-                    "bad_credentials",
-                    &user,
-                    route,
-                    "wrong user name or password",
-                );
-                return Err(self.challenge("the user name or password is wrong"));
-            }
+        let decided = match &self.logins {
+            Logins::Htpasswd { file, rules, .. } => authorize_login(file, rules, req, route).await,
+            Logins::Token(verifier) => authorize_token(verifier, req, route),
         };
-        let allowed = match (route, route.repository()) {
-            (_, Some(repository)) => self
-                .rules
-                .allowed(&who, repository.as_str())
-                .allows(route.access()),
-            // `/v2/` checks a login; the catalog lists what the caller may pull.
-            (Route::Base, None) => who != Identity::Anonymous,
-            (_, None) => who != Identity::Anonymous || self.rules.anonymous_anywhere(),
+        let (who, may_mount) = match decided {
+            Ok(decided) => decided,
+            Err((user, refusal)) => return Err(self.refuse(req, route, &user, refusal)),
         };
-        if !allowed {
-            let what = match route.repository() {
-                Some(repository) => format!("{} on {repository}", access_name(route.access())),
-                None => "a login".to_owned(),
-            };
-            return Err(match who {
-                Identity::Anonymous => {
-                    self.refused(req, "unauthenticated", "", route, "no credentials");
-                    self.challenge(&format!("{what} needs a login"))
-                }
-                Identity::User(ref user) => {
-                    self.refused(req, "denied", user, route, "no rule grants it");
-                    ApiError::new(ErrorCode::Denied, format!("{user} may not {what}"))
-                }
-            });
-        }
-        if let (Route::StartUpload { .. }, Some(from)) = (route, mount_source(req)) {
-            if !self.may(&who, from.as_str(), Access::Pull) {
-                req.extensions_mut().insert(MountRefused);
-            }
+        if !may_mount {
+            req.extensions_mut().insert(MountRefused);
         }
         let result = match who {
             Identity::Anonymous => "anonymous",
@@ -124,40 +129,23 @@ impl Authorizer {
         Ok(who)
     }
 
-    /// Whether `who` may do `access` in `repository` (the catalog's filter).
-    pub fn may(&self, who: &Identity, repository: &str, access: Access) -> bool {
-        self.rules.allowed(who, repository).allows(access)
-    }
-
-    /// The caller's identity: anonymous without credentials, a user whose
-    /// password checks out, or `Err(user)` for credentials that do not.
-    async fn identify(&self, req: &HttpRequest) -> Result<Identity, String> {
-        let Some(header) = req.headers().get("authorization") else {
-            return Ok(Identity::Anonymous);
-        };
-        let (user, password) = basic_credentials(header.as_bytes()).ok_or_else(String::new)?;
-        if self.htpasswd.verify(&user, &password).await {
-            Ok(Identity::User(user))
-        } else {
-            Err(user)
+    /// Whether `who` may pull `repository` (the catalog's filter). A token
+    /// that was let into the catalog holds `registry:catalog:*`, which lists
+    /// everything, as in distribution.
+    pub fn may_pull(&self, who: &Identity, repository: &str) -> bool {
+        match &self.logins {
+            Logins::Htpasswd { rules, .. } => rules.allowed(who, repository).allows(Access::Pull),
+            Logins::Token(_) => true,
         }
     }
 
-    fn challenge(&self, detail: &str) -> ApiError {
-        let realm = self.realm.replace('\\', "\\\\").replace('"', "\\\"");
-        ApiError::new(ErrorCode::Unauthorized, detail)
-            .with_header("WWW-Authenticate", format!("Basic realm=\"{realm}\""))
-    }
-
-    /// Counts and logs a refusal: who, from where, what, where. Never the credentials.
-    fn refused(
-        &self,
-        req: &HttpRequest,
-        result: &'static str,
-        user: &str,
-        route: &Route,
-        reason: &str,
-    ) {
+    /// Counts and logs a refusal (who, from where, what, where; never the
+    /// credentials) and makes its answer.
+    fn refuse(&self, req: &HttpRequest, route: &Route, user: &str, refusal: Refusal) -> ApiError {
+        let (result, reason) = match &refusal {
+            Refusal::Challenge { result, detail, .. } => (*result, detail.as_str()),
+            Refusal::Denied(detail) => ("denied", detail.as_str()),
+        };
         self.requests.with_label_values(&[result]).inc();
         let address = req
             .peer_addr()
@@ -172,7 +160,180 @@ impl Authorizer {
             reason,
             "request refused"
         );
+        match refusal {
+            Refusal::Denied(detail) => ApiError::new(ErrorCode::Denied, detail),
+            Refusal::Challenge { error, detail, .. } => {
+                let challenge = match &self.logins {
+                    Logins::Htpasswd { realm, .. } => format!("Basic realm={}", quoted(realm)),
+                    Logins::Token(verifier) => {
+                        let mut challenge = format!(
+                            "Bearer realm={},service={}",
+                            quoted(verifier.realm()),
+                            quoted(verifier.service())
+                        );
+                        if let Some(scope) = scope(route) {
+                            challenge.push_str(&format!(",scope={}", quoted(&scope)));
+                        }
+                        if let Some(error) = error {
+                            challenge.push_str(&format!(",error={}", quoted(error)));
+                        }
+                        challenge
+                    }
+                };
+                ApiError::new(ErrorCode::Unauthorized, detail)
+                    .with_header("WWW-Authenticate", challenge)
+            }
+        }
     }
+}
+
+/// What an allowed request is: who, and whether a mount it asks for may read its source.
+type Decided = Result<(Identity, bool), (String, Refusal)>;
+
+/// htpasswd: the Basic credentials, then the access rules.
+async fn authorize_login(
+    file: &Arc<Htpasswd>,
+    rules: &AccessRules,
+    req: &HttpRequest,
+    route: &Route,
+) -> Decided {
+    let who = match req.headers().get("authorization") {
+        None => Identity::Anonymous,
+        Some(header) => {
+            let (user, password) = basic_credentials(header.as_bytes()).unwrap_or_default();
+            if user.is_empty() || !file.verify(&user, &password).await {
+                return Err((
+                    user,
+                    Refusal::Challenge {
+                        result: "bad_credentials",
+                        error: None,
+                        detail: "the user name or password is wrong".to_owned(),
+                    },
+                ));
+            }
+            Identity::User(user)
+        }
+    };
+    let allowed = match (route, route.repository()) {
+        (_, Some(repository)) => rules
+            .allowed(&who, repository.as_str())
+            .allows(route.access()),
+        // `/v2/` checks a login; the catalog lists what the caller may pull.
+        (Route::Base, None) => who != Identity::Anonymous,
+        (_, None) => who != Identity::Anonymous || rules.anonymous_anywhere(),
+    };
+    if !allowed {
+        let what = match route.repository() {
+            Some(repository) => format!("{} on {repository}", access_name(route.access())),
+            None => "a login".to_owned(),
+        };
+        return Err(match who {
+            Identity::Anonymous => (
+                String::new(),
+                Refusal::Challenge {
+                    result: "unauthenticated",
+                    error: None,
+                    detail: format!("{what} needs a login"),
+                },
+            ),
+            Identity::User(user) => {
+                let detail = format!("{user} may not {what}");
+                (user, Refusal::Denied(detail))
+            }
+        });
+    }
+    let may_mount = match (route, mount_source(req)) {
+        (Route::StartUpload { .. }, Some(from)) => {
+            rules.allowed(&who, from.as_str()).allows(Access::Pull)
+        }
+        _ => true,
+    };
+    Ok((who, may_mount))
+}
+
+/// Bearer tokens: the token, then its `access` claims.
+fn authorize_token(verifier: &TokenVerifier, req: &HttpRequest, route: &Route) -> Decided {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let Some(token) = token else {
+        return Err((
+            String::new(),
+            Refusal::Challenge {
+                result: "unauthenticated",
+                error: None,
+                detail: "a token from the realm is needed".to_owned(),
+            },
+        ));
+    };
+    let grant = verifier.verify(token).map_err(|reason| {
+        (
+            String::new(),
+            Refusal::Challenge {
+                result: "bad_credentials",
+                error: Some("invalid_token"),
+                detail: reason,
+            },
+        )
+    })?;
+    let allowed = match (route, route.repository()) {
+        (_, Some(repository)) => grant.allows(
+            "repository",
+            repository.as_str(),
+            access_name(route.access()),
+        ),
+        (Route::Base, None) => true,
+        (_, None) => grant.allows("registry", "catalog", "*"),
+    };
+    if !allowed {
+        return Err((
+            grant.subject.clone(),
+            Refusal::Challenge {
+                result: "denied",
+                error: Some("insufficient_scope"),
+                detail: format!(
+                    "the token does not grant {}",
+                    scope(route).unwrap_or_default()
+                ),
+            },
+        ));
+    }
+    let may_mount = match (route, mount_source(req)) {
+        (Route::StartUpload { .. }, Some(from)) => {
+            grant.allows("repository", from.as_str(), "pull")
+        }
+        _ => true,
+    };
+    let who = match grant.subject.as_str() {
+        "" => Identity::Anonymous,
+        subject => Identity::User(subject.to_owned()),
+    };
+    Ok((who, may_mount))
+}
+
+/// The scope a token for `route` needs, as distribution asks for it
+/// (pushes ask for pull too: a push reads what is already there).
+fn scope(route: &Route) -> Option<String> {
+    match (route, route.repository()) {
+        (_, Some(repository)) => Some(format!(
+            "repository:{repository}:{}",
+            match route.access() {
+                Access::Pull => "pull",
+                Access::Push => "pull,push",
+                Access::Delete => "delete",
+            }
+        )),
+        (Route::Catalog, None) => Some("registry:catalog:*".to_owned()),
+        _ => None,
+    }
+}
+
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 fn access_name(access: Access) -> &'static str {

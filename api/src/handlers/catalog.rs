@@ -3,7 +3,6 @@
 use super::{next_link, page};
 use crate::auth::Identity;
 use crate::error::ApiResult;
-use crate::route::Access;
 use crate::state::AppState;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
@@ -26,7 +25,7 @@ pub async fn list(state: &AppState, req: &HttpRequest) -> ApiResult<HttpResponse
                 view,
                 page.last.as_deref(),
                 limit.saturating_add(1),
-                |repo| auth.may(&who, repo, Access::Pull),
+                |repo| auth.may_pull(&who, repo),
             )?
         }
     };
