@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod names;
 pub mod pulls;
+pub mod ratelimit;
 pub mod route;
 pub mod state;
 pub mod upload;
@@ -30,7 +31,7 @@ pub use metrics::ApiMetrics;
 pub use state::AppState;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use error::{ApiError, ApiResult, ErrorCode};
 use handlers::{base, blobs, catalog, manifests, referrers, tags, uploads};
 use route::Route;
@@ -88,6 +89,19 @@ async fn dispatch(
         actix_web::body::BodySize::Sized(n) => Some(n),
         _ => None,
     };
+    if let (Some(limits), Some(client)) =
+        (&state.limits, req.extensions().get::<RateLimitedClient>())
+    {
+        let length = |headers: &actix_web::http::header::HeaderMap| {
+            headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let sent = bytes.unwrap_or_else(|| length(response.headers()));
+        limits.charge(&client.0, length(req.headers()) + sent);
+    }
     tracing::info!(
         target: ACCESS_LOG_TARGET,
         id = %request_id,
@@ -100,6 +114,32 @@ async fn dispatch(
         "request"
     );
     response
+}
+
+/// Whom a request's limits are counted against: the user who logged in,
+/// else the client's address. Left in the request's extensions so the
+/// bytes it moved are charged when it is answered.
+#[derive(Debug, Clone)]
+struct RateLimitedClient(String);
+
+impl RateLimitedClient {
+    fn address(req: &HttpRequest) -> Self {
+        let ip = req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        RateLimitedClient(format!("address:{ip}"))
+    }
+}
+
+/// 429 with `Retry-After` in whole seconds (at least one).
+fn too_many_requests((limit, wait): (ratelimit::Limit, std::time::Duration)) -> ApiError {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::new(
+        ErrorCode::TooManyRequests,
+        format!("over the {} limit: retry in {seconds} s", limit.name()),
+    )
+    .with_header("Retry-After", seconds.to_string())
 }
 
 /// Whether writes are refused: by this node's config (`by_config`), or by
@@ -125,8 +165,30 @@ async fn handle(
     payload: web::Payload,
     route: Route,
 ) -> ApiResult<HttpResponse> {
-    if let Some(auth) = state.auth.as_ref().filter(|_| !state.forwarded) {
-        auth.authorize(req, &route).await?;
+    let limits = state.limits.as_ref().filter(|_| !state.forwarded);
+    let address = RateLimitedClient::address(req);
+    if let Some(limits) = limits {
+        limits.exhausted(&address.0).map_err(too_many_requests)?;
+    }
+    let who = match state.auth.as_ref().filter(|_| !state.forwarded) {
+        None => None,
+        Some(auth) => match auth.authorize(req, &route).await {
+            Ok(who) => Some(who),
+            Err(refused) => {
+                if let Some(limits) = limits {
+                    let _ = limits.admit(&address.0);
+                }
+                return Err(refused);
+            }
+        },
+    };
+    if let Some(limits) = limits {
+        let client = match who {
+            Some(auth::Identity::User(name)) => RateLimitedClient(format!("user:{name}")),
+            _ => address,
+        };
+        limits.admit(&client.0).map_err(too_many_requests)?;
+        req.extensions_mut().insert(client);
     }
     if route.writes() && refuses_writes(state.config.read_only, &state.meta) {
         return Err(ApiError::new(

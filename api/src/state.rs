@@ -19,6 +19,8 @@ pub struct AppState {
     pub pulls: crate::pulls::PullLog,
     /// Logins and access rules; `None` lets everyone do everything.
     pub auth: Option<Arc<crate::auth::Authorizer>>,
+    /// Per-client request and bandwidth limits; `None` for none.
+    pub limits: Option<Arc<crate::ratelimit::RateLimiter>>,
     /// The requests arrive on the internal listener, forwarded by a peer to
     /// this node as the owner of what they touch: serve them here, never
     /// forward them again.

@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Logins and access rules (`auth`); `None` lets everyone do everything.
     pub auth: Option<api::auth::AuthConfig>,
+    /// Per-client limits (`http.ratelimit`); none by default.
+    pub rate_limit: api::ratelimit::RateLimitConfig,
     /// The internal listener (Raft RPC, requests forwarded between nodes);
     /// `None` for a single node without a `cluster` section.
     pub internal_listen: Option<SocketAddr>,
@@ -50,6 +52,7 @@ impl NodeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
             tls: None,
             auth: None,
+            rate_limit: api::ratelimit::RateLimitConfig::default(),
             internal_listen: None,
             debug_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5001))),
             blobs: storage::BackendConfig::Filesystem {
@@ -186,8 +189,26 @@ struct HttpSection {
     /// TLS on the OCI API (docs/security.md).
     #[serde(default)]
     tls: crate::tls::TlsSection,
+    /// Per-client request and bandwidth limits (docs/security.md).
+    #[serde(default)]
+    ratelimit: RateLimitSection,
     #[serde(default)]
     debug: DebugSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitSection {
+    requests: Option<RateSection>,
+    bandwidth: Option<RateSection>,
+}
+
+/// `rate` per second sustained, `burst` at once (default: one second's worth).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateSection {
+    rate: Value,
+    burst: Option<Value>,
 }
 
 impl Default for HttpSection {
@@ -195,6 +216,7 @@ impl Default for HttpSection {
         HttpSection {
             addr: default_addr(),
             tls: crate::tls::TlsSection::default(),
+            ratelimit: RateLimitSection::default(),
             debug: DebugSection::default(),
         }
     }
@@ -575,6 +597,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         .map(crate::auth::AuthSection::validate)
         .transpose()
         .map_err(ConfigError::Invalid)?;
+    let rate_limit = rate_limit_config(&file.http.ratelimit)?;
     let tls = file
         .http
         .tls
@@ -619,6 +642,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         listen,
         tls,
         auth,
+        rate_limit,
         internal_listen,
         debug_listen,
         blobs,
@@ -1027,6 +1051,72 @@ fn backend(storage: StorageSection) -> Result<storage::BackendConfig, ConfigErro
     }
 }
 
+/// `http.ratelimit`: requests per second, and bytes per second (`100MiB`).
+fn rate_limit_config(
+    section: &RateLimitSection,
+) -> Result<api::ratelimit::RateLimitConfig, ConfigError> {
+    let rate = |key: &str, rate: &RateSection, bytes: bool| {
+        let read = |which: &str, value: &Value| {
+            let amount = match value {
+                Value::Number(n) => n.as_f64(),
+                Value::String(text) if bytes => parse_bytes(text),
+                Value::String(text) => text.trim().parse().ok(),
+                _ => None,
+            };
+            amount.filter(|a| *a > 0.0).ok_or_else(|| {
+                let unit = if bytes {
+                    "a byte size such as 100MiB"
+                } else {
+                    "a number of requests"
+                };
+                ConfigError::Invalid(format!(
+                    "http.ratelimit.{key}.{which}: {value:?} is not {unit} above zero"
+                ))
+            })
+        };
+        let per_second = read("rate", &rate.rate)?;
+        let burst = rate
+            .burst
+            .as_ref()
+            .map(|b| read("burst", b))
+            .transpose()?
+            .unwrap_or(per_second);
+        Ok::<_, ConfigError>(api::ratelimit::Rate { per_second, burst })
+    };
+    Ok(api::ratelimit::RateLimitConfig {
+        requests: section
+            .requests
+            .as_ref()
+            .map(|r| rate("requests", r, false))
+            .transpose()?,
+        bandwidth: section
+            .bandwidth
+            .as_ref()
+            .map(|r| rate("bandwidth", r, true))
+            .transpose()?,
+    })
+}
+
+/// `512`, `64KiB`, `100MiB`, `1GiB` (or KB/MB/GB, powers of ten).
+fn parse_bytes(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => return None,
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1149,6 +1239,33 @@ mod tests {
         assert!(err(bad_action).contains("auth.access[0].actions"));
         let no_actions = "auth:\n  htpasswd: { realm: r, path: /p }\n  access:\n    - { repositories: [a], users: [u] }\n";
         assert!(err(no_actions).contains("name what the users may do"));
+    }
+
+    #[test]
+    fn rate_limits_are_read_with_units_and_bad_ones_name_the_key() {
+        let f = write("http:\n  ratelimit:\n    requests: { rate: 50, burst: 200 }\n    bandwidth: { rate: 100MiB }\n");
+        let limits = load(Some(f.path()), &HashMap::new()).unwrap().rate_limit;
+        let requests = limits.requests.unwrap();
+        assert_eq!((requests.per_second, requests.burst), (50.0, 200.0));
+        let bandwidth = limits.bandwidth.unwrap();
+        assert_eq!(
+            (bandwidth.per_second, bandwidth.burst),
+            (104_857_600.0, 104_857_600.0)
+        );
+        assert_eq!(
+            load(None, &HashMap::new()).unwrap().rate_limit,
+            api::ratelimit::RateLimitConfig::default()
+        );
+        let f = write("http:\n  ratelimit:\n    bandwidth: { rate: 100 furlongs }\n");
+        let err = load(Some(f.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.ratelimit.bandwidth.rate"), "{err}");
+        let f = write("http:\n  ratelimit:\n    requests: { rate: 0 }\n");
+        let err = load(Some(f.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.ratelimit.requests.rate"), "{err}");
     }
 
     #[test]

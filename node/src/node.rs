@@ -114,8 +114,13 @@ impl Node {
             .map(|auth| api::auth::Authorizer::new(auth, &registry).map(Arc::new))
             .transpose()
             .map_err(NodeError::Auth)?;
+        let limits = &config.rate_limit;
+        let limits = (limits.requests.is_some() || limits.bandwidth.is_some())
+            .then(|| api::ratelimit::RateLimiter::new(*limits, &registry).map(Arc::new))
+            .transpose()?;
         let state = AppState {
             auth,
+            limits,
             meta: meta.clone(),
             staging: staging.clone(),
             uploads: uploads.clone(),

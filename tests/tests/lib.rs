@@ -20,6 +20,7 @@ mod oras;
 mod partitions;
 mod podman;
 mod purge;
+mod ratelimit;
 mod referrers;
 mod restart;
 mod s3_backend;
