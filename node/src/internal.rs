@@ -38,6 +38,7 @@ pub fn server(
     })
     .workers(threads)
     .disable_signals()
+    .tcp_nodelay(true)
     .shutdown_timeout(30)
     .listen(listener)?
     .run())
