@@ -354,13 +354,6 @@ async fn a_changed_htpasswd_file_is_read_without_a_restart() {
     .await;
 }
 
-fn skopeo_output(args: &[&str]) -> std::process::Output {
-    std::process::Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo is installed")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn skopeo_and_podman_log_in_over_tls() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,7 +389,7 @@ async fn skopeo_and_podman_log_in_over_tls() {
         assert_eq!(inspected["Digest"], manifest_digest.as_str());
 
         let bob = format!("{}:{}", BOB.0, BOB.1);
-        let denied = skopeo_output(&[
+        let denied = crate::skopeo::skopeo_output(&[
             "copy",
             "--dest-cert-dir",
             &certs,
@@ -413,7 +406,14 @@ async fn skopeo_and_podman_log_in_over_tls() {
             "skopeo reports the refusal: {stderr}"
         );
         let wrong = format!("{}:wrong", ALICE.0);
-        let refused = skopeo_output(&["inspect", "--cert-dir", &certs, "--creds", &wrong, &image]);
+        let refused = crate::skopeo::skopeo_output(&[
+            "inspect",
+            "--cert-dir",
+            &certs,
+            "--creds",
+            &wrong,
+            &image,
+        ]);
         assert!(!refused.status.success(), "a wrong password is refused");
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(

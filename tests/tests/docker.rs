@@ -134,6 +134,26 @@ impl Daemons {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// `docker login HOST` with the password on stdin, as CI scripts do.
+    fn login(&self, host: &str, user: &str, password: &str) -> std::process::Output {
+        self.client_command("docker")
+            .args(["login", "-u", user, "--password-stdin", host])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(password.as_bytes())?;
+                child.wait_with_output()
+            })
+            .expect("docker login")
+    }
+
     /// `docker push IMAGE`; answers the digest it printed.
     fn push(&self, image: &str) -> String {
         let pushed = Daemons::ok(self.docker(&["push", image]), "docker push");
@@ -279,31 +299,15 @@ async fn docker_logs_in_over_tls_and_the_rules_decide_its_pushes() {
     tokio::task::spawn_blocking(move || {
         let cluster = running;
         let daemons = Daemons::start();
-        let login = |(user, password): (&str, &str)| {
-            daemons
-                .client_command("docker")
-                .args(["login", "-u", user, "--password-stdin", &host])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .and_then(|mut child| {
-                    use std::io::Write;
-                    child
-                        .stdin
-                        .take()
-                        .expect("stdin")
-                        .write_all(password.as_bytes())?;
-                    child.wait_with_output()
-                })
-                .expect("docker login")
-        };
-        let refused = login((ALICE.0, "not-her-password"));
+        let refused = daemons.login(&host, ALICE.0, "not-her-password");
         assert!(
             !refused.status.success(),
             "a wrong password fails docker login"
         );
-        Daemons::ok(login(ALICE), "docker login as alice");
+        Daemons::ok(
+            daemons.login(&host, ALICE.0, ALICE.1),
+            "docker login as alice",
+        );
 
         let context = daemons.dir.path().join("context");
         std::fs::create_dir_all(&context).unwrap();
@@ -332,7 +336,7 @@ async fn docker_logs_in_over_tls_and_the_rules_decide_its_pushes() {
         // docker falls back to plain HTTP on loopback and reports that
         // attempt's error; the registry counted the refusal.
         assert!(crate::auth::auth_counter(&cluster, "unauthenticated") > challenged);
-        Daemons::ok(login(BOB), "docker login as bob");
+        Daemons::ok(daemons.login(&host, BOB.0, BOB.1), "docker login as bob");
         let other = format!("{host}/team-a/bobs:v1");
         Daemons::ok(daemons.docker(&["tag", &image, &other]), "docker tag");
         let denied = daemons.docker(&["push", &other]);
@@ -367,31 +371,12 @@ async fn docker_logs_in_and_pushes_through_a_token_server() {
     let host = cluster.api_addr(0).to_string();
     tokio::task::spawn_blocking(move || {
         let daemons = Daemons::start();
-        let login = |password: &str| {
-            daemons
-                .client_command("docker")
-                .args(["login", "-u", "alice", "--password-stdin", &host])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .and_then(|mut child| {
-                    use std::io::Write;
-                    child
-                        .stdin
-                        .take()
-                        .expect("stdin")
-                        .write_all(password.as_bytes())?;
-                    child.wait_with_output()
-                })
-                .expect("docker login")
-        };
         assert!(
-            !login("wrong").status.success(),
+            !daemons.login(&host, "alice", "wrong").status.success(),
             "the token server refuses a wrong password"
         );
         Daemons::ok(
-            login("alice-password"),
+            daemons.login(&host, "alice", "alice-password"),
             "docker login through the token server",
         );
         let context = daemons.dir.path().join("context");

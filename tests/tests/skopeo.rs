@@ -56,11 +56,16 @@ pub(crate) fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> String 
     sha256(&manifest)
 }
 
-pub(crate) fn skopeo(args: &[&str]) -> String {
-    let output = Command::new("skopeo")
+/// skopeo's output, whether it succeeded or not.
+pub(crate) fn skopeo_output(args: &[&str]) -> std::process::Output {
+    Command::new("skopeo")
         .args(args)
         .output()
-        .expect("skopeo is installed (scripts/setup installs it)");
+        .expect("skopeo is installed (scripts/setup installs it)")
+}
+
+pub(crate) fn skopeo(args: &[&str]) -> String {
+    let output = skopeo_output(args);
     assert!(
         output.status.success(),
         "skopeo {args:?} failed: {}",

@@ -113,10 +113,7 @@ async fn skopeo_copies_through_tls_with_the_ca_in_its_certificate_directory() {
             &image,
             &dst,
         ]);
-        std::process::Command::new("skopeo")
-            .args(["inspect", &image])
-            .output()
-            .unwrap()
+        crate::skopeo::skopeo_output(&["inspect", &image])
     })
     .await
     .unwrap();

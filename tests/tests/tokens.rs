@@ -267,13 +267,6 @@ async fn keys_are_found_by_thumbprint_libtrust_id_and_jwks() {
     }
 }
 
-fn skopeo_output(args: &[&str]) -> std::process::Output {
-    std::process::Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo is installed")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn skopeo_gets_tokens_from_the_token_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -314,7 +307,7 @@ async fn skopeo_gets_tokens_from_the_token_server() {
         ]);
         let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
         assert_eq!(inspected["Digest"], manifest_digest.as_str());
-        let anonymous = skopeo_output(&[
+        let anonymous = crate::skopeo::skopeo_output(&[
             "copy",
             "--preserve-digests",
             plain,
@@ -325,7 +318,7 @@ async fn skopeo_gets_tokens_from_the_token_server() {
             !anonymous.status.success(),
             "an anonymous token grants no push"
         );
-        let wrong = skopeo_output(&[
+        let wrong = crate::skopeo::skopeo_output(&[
             "inspect",
             "--tls-verify=false",
             "--creds",
