@@ -52,17 +52,26 @@ async fn dispatch(
     let started = std::time::Instant::now();
     let request_id = request_id(&req);
     let span = tracing::info_span!("request", id = %request_id);
-    let (route_name, result) = match Route::parse(req.method(), req.path()) {
-        Ok(route) => {
-            let name = route.name();
-            (
-                name,
+    let serves_tokens = req.path() == auth::service::TOKEN_PATH
+        && !state.forwarded
+        && state.auth.as_ref().is_some_and(|auth| auth.serves_tokens());
+    let (route_name, result) = if serves_tokens {
+        (
+            "token",
+            answer_token_request(&state, &req, payload)
+                .instrument(span.clone())
+                .await,
+        )
+    } else {
+        match Route::parse(req.method(), req.path()) {
+            Ok(route) => (
+                route.name(),
                 handle(&state, &req, payload, route)
                     .instrument(span.clone())
                     .await,
-            )
+            ),
+            Err(e) => ("unknown", Err(e)),
         }
-        Err(e) => ("unknown", Err(e)),
     };
     let mut response = result.unwrap_or_else(|e| span.in_scope(|| e.error_response()));
     let headers = response.headers_mut();
@@ -114,6 +123,58 @@ async fn dispatch(
         "request"
     );
     response
+}
+
+/// The built-in token service's endpoint, with the same per-address limit
+/// on failed logins as the API: a refusal is charged to the address, a
+/// token to the user it was issued to.
+async fn answer_token_request(
+    state: &AppState,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    /// A form of a user name, a password and scopes is far smaller.
+    const MAX_FORM: usize = 64 * 1024;
+    let address = RateLimitedClient::address(req);
+    if let Some(limits) = &state.limits {
+        limits.exhausted(&address.0).map_err(too_many_requests)?;
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut payload).await {
+        let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::Unsupported, e.to_string()))?;
+        if body.len() + chunk.len() > MAX_FORM {
+            return Err(ApiError::new(
+                ErrorCode::SizeInvalid,
+                format!("a token request's form is at most {MAX_FORM} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let Some(answer) = (match &state.auth {
+        Some(auth) => auth.answer_token_request(req, &body).await,
+        None => None,
+    }) else {
+        return Err(ApiError::new(ErrorCode::NotFound, "no token service here"));
+    };
+    let (client, response) = match answer {
+        auth::endpoint::TokenAnswer::Issued(auth::Identity::User(name), response) => {
+            (RateLimitedClient(format!("user:{name}")), response)
+        }
+        auth::endpoint::TokenAnswer::Issued(auth::Identity::Anonymous, response) => {
+            (address, response)
+        }
+        auth::endpoint::TokenAnswer::Refused(response) => {
+            if let Some(limits) = &state.limits {
+                let _ = limits.admit(&address.0);
+            }
+            return Ok(response);
+        }
+    };
+    if let Some(limits) = &state.limits {
+        limits.admit(&client.0).map_err(too_many_requests)?;
+        req.extensions_mut().insert(client);
+    }
+    Ok(response)
 }
 
 /// Whom a request's limits are counted against: the user who logged in,

@@ -1,7 +1,8 @@
-//! The `auth` section: distribution's `auth.htpasswd`, and access rules
-//! beyond it (api::auth has the semantics, docs/security.md the examples).
+//! The `auth` section: distribution's `auth.htpasswd` and `auth.token`,
+//! and beyond them access rules and a built-in token service (api::auth
+//! has the semantics, docs/security.md the examples).
 
-use api::auth::{AccessRule, Actions, AuthConfig, HtpasswdConfig, TokenConfig};
+use api::auth::{AccessRule, Actions, AuthConfig, HtpasswdConfig, TokenConfig, TokenServiceConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ pub(crate) struct AuthSection {
     #[serde(default)]
     admins: Vec<String>,
     token: Option<TokenSection>,
+    tokenservice: Option<TokenServiceSection>,
     /// Refused with a reason, rather than as an unknown key.
     silly: Option<serde_yaml::Value>,
 }
@@ -32,6 +34,31 @@ struct TokenSection {
     #[serde(default)]
     autoredirect: bool,
     autoredirectpath: Option<String>,
+}
+
+/// The built-in token service, for htpasswd users.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenServiceSection {
+    /// PEM ECDSA P-256 private key, the same on every node.
+    key: PathBuf,
+    /// The challenge's realm; the request's own `scheme://host/token` if absent.
+    realm: Option<String>,
+    #[serde(default = "default_service")]
+    service: String,
+    /// The tokens' `iss`; `service` if absent.
+    issuer: Option<String>,
+    /// How long a token is good for (`5m`, `1h`).
+    #[serde(default = "default_expiration")]
+    expiration: String,
+}
+
+fn default_service() -> String {
+    "registry".to_owned()
+}
+
+fn default_expiration() -> String {
+    "5m".to_owned()
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +95,11 @@ impl AuthSection {
             );
         }
         if let Some(token) = self.token {
+            if self.tokenservice.is_some() {
+                return Err("auth.tokenservice: issues tokens for auth.htpasswd users; \
+                     with auth.token the external server does"
+                    .to_owned());
+            }
             if self.htpasswd.is_some() {
                 return Err("auth: name one of htpasswd and token, as in distribution".to_owned());
             }
@@ -121,14 +153,41 @@ impl AuthSection {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let token_service = self.tokenservice.map(token_service).transpose()?;
         let config = HtpasswdConfig {
             realm: htpasswd.realm,
             path: htpasswd.path,
             rules,
             admins: self.admins,
+            token_service,
         };
         // Patterns are compiled at start too; checking them here names the key in the config error.
         api::auth::AccessRules::new(&config.rules, &config.admins)?;
         Ok(AuthConfig::Htpasswd(config))
     }
+}
+
+fn token_service(section: TokenServiceSection) -> Result<TokenServiceConfig, String> {
+    let expiration = humantime::parse_duration(&section.expiration).map_err(|e| {
+        format!(
+            "auth.tokenservice.expiration: {:?}: {e}",
+            section.expiration
+        )
+    })?;
+    if expiration.as_secs() < 60 {
+        return Err(format!(
+            "auth.tokenservice.expiration: {:?}: at least a minute, as distribution asks of token servers",
+            section.expiration
+        ));
+    }
+    if section.service.is_empty() {
+        return Err("auth.tokenservice.service: must not be empty".to_owned());
+    }
+    Ok(TokenServiceConfig {
+        key: section.key,
+        realm: section.realm,
+        issuer: section.issuer.unwrap_or_else(|| section.service.clone()),
+        service: section.service,
+        expiration,
+    })
 }

@@ -1235,6 +1235,24 @@ mod tests {
                 .contains("auth.token.autoredirect")
         );
         assert!(err("auth:\n  access: []\n").contains("name htpasswd or token"));
+        let tokens = "auth:\n  htpasswd: { realm: r, path: /p }\n  tokenservice: { key: /k.pem }\n";
+        let Some(api::auth::AuthConfig::Htpasswd(auth)) =
+            load(Some(write(tokens).path()), &HashMap::new())
+                .unwrap()
+                .auth
+        else {
+            panic!("htpasswd logins");
+        };
+        let service = auth.token_service.expect("a token service");
+        assert_eq!(
+            (service.service.as_str(), service.issuer.as_str()),
+            ("registry", "registry")
+        );
+        assert_eq!(service.expiration, std::time::Duration::from_secs(300));
+        assert!(err("auth:\n  htpasswd: { realm: r, path: /p }\n  tokenservice: { key: /k, expiration: 10s }\n")
+            .contains("auth.tokenservice.expiration"));
+        assert!(err("auth:\n  token: { realm: x, service: s, issuer: i, jwks: /j }\n  tokenservice: { key: /k }\n")
+            .contains("auth.tokenservice"));
         let bad_action = "auth:\n  htpasswd: { realm: r, path: /p }\n  access:\n    - { repositories: [a], users: [u], actions: [pul] }\n";
         assert!(err(bad_action).contains("auth.access[0].actions"));
         let no_actions = "auth:\n  htpasswd: { realm: r, path: /p }\n  access:\n    - { repositories: [a], users: [u] }\n";

@@ -2,7 +2,10 @@
 //! whether the route's action on its repository is theirs. Two modes, one
 //! at a time as in distribution: Basic credentials checked against an
 //! htpasswd file with per-repository [`rules`], or Bearer tokens from an
-//! external token server whose `access` claims decide ([`token`]).
+//! external token server whose `access` claims decide ([`token`]). The
+//! first can add a built-in token service ([`service`], [`endpoint`]):
+//! clients are then challenged for Bearer tokens it issues from the same
+//! htpasswd file and rules, and Basic credentials still work.
 //!
 //! Answers follow distribution and what clients expect: no or bad
 //! credentials get 401 `UNAUTHORIZED` with a `Basic` or `Bearer`
@@ -11,8 +14,10 @@
 //! request asked for is done. Requests a peer forwarded were authorized
 //! where they arrived.
 
+pub mod endpoint;
 pub mod htpasswd;
 pub mod rules;
+pub mod service;
 pub mod token;
 
 use crate::error::{ApiError, ErrorCode};
@@ -22,10 +27,12 @@ use actix_web::{HttpMessage, HttpRequest};
 use base64::Engine;
 use htpasswd::Htpasswd;
 pub use rules::{AccessRule, AccessRules, Actions, Identity};
+use service::TokenService;
+pub use service::TokenServiceConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
 pub use token::TokenConfig;
-use token::TokenVerifier;
+use token::{Grant, TokenVerifier};
 
 /// `auth.htpasswd` (with the access rules) as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +43,8 @@ pub struct HtpasswdConfig {
     pub path: PathBuf,
     pub rules: Vec<AccessRule>,
     pub admins: Vec<String>,
+    /// The built-in token service, if clients are to be given Bearer tokens.
+    pub token_service: Option<TokenServiceConfig>,
 }
 
 /// `auth` as configured: one login mode, as in distribution.
@@ -56,6 +65,7 @@ enum Logins {
         realm: String,
         file: Arc<Htpasswd>,
         rules: AccessRules,
+        tokens: Option<Box<TokenService>>,
     },
     Token(TokenVerifier),
 }
@@ -76,6 +86,8 @@ enum Refusal {
 pub struct Authorizer {
     logins: Logins,
     requests: prometheus::IntCounterVec,
+    /// The token service's answers (registered only when it is configured).
+    tokens: prometheus::IntCounterVec,
 }
 
 impl Authorizer {
@@ -87,6 +99,11 @@ impl Authorizer {
                     Htpasswd::load(&config.path).map_err(|e| format!("auth.htpasswd.path: {e}"))?,
                 ),
                 rules: AccessRules::new(&config.rules, &config.admins)?,
+                tokens: config
+                    .token_service
+                    .as_ref()
+                    .map(|config| TokenService::new(config).map(Box::new))
+                    .transpose()?,
             },
             AuthConfig::Token(config) => Logins::Token(TokenVerifier::new(config)?),
         };
@@ -103,15 +120,57 @@ impl Authorizer {
         registry
             .register(Box::new(requests.clone()))
             .map_err(|e| e.to_string())?;
-        Ok(Authorizer { logins, requests })
+        let tokens = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "registry_auth_token_requests_total",
+                "Requests to the built-in token service by answer: issued, bad_credentials, \
+                 invalid_request, failed",
+            ),
+            &["result"],
+        )
+        .map_err(|e| e.to_string())?;
+        if matches!(
+            &logins,
+            Logins::Htpasswd {
+                tokens: Some(_),
+                ..
+            }
+        ) {
+            registry
+                .register(Box::new(tokens.clone()))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Authorizer {
+            logins,
+            requests,
+            tokens,
+        })
     }
 
     /// Who is asking, if they may do what `route` does; the identity is
     /// also left in the request's extensions.
     pub async fn authorize(&self, req: &HttpRequest, route: &Route) -> Result<Identity, ApiError> {
         let decided = match &self.logins {
-            Logins::Htpasswd { file, rules, .. } => authorize_login(file, rules, req, route).await,
-            Logins::Token(verifier) => authorize_token(verifier, req, route),
+            Logins::Htpasswd {
+                file,
+                rules,
+                tokens,
+                ..
+            } => match (tokens, bearer_token(req)) {
+                (Some(tokens), Some(token)) => authorize_grant(tokens.verify(token), req, route),
+                _ => authorize_login(file, rules, req, route).await,
+            },
+            Logins::Token(verifier) => match bearer_token(req) {
+                Some(token) => authorize_grant(verifier.verify(token), req, route),
+                None => Err((
+                    String::new(),
+                    Refusal::Challenge {
+                        result: "unauthenticated",
+                        error: None,
+                        detail: "a token from the realm is needed".to_owned(),
+                    },
+                )),
+            },
         };
         let (who, may_mount) = match decided {
             Ok(decided) => decided,
@@ -164,20 +223,13 @@ impl Authorizer {
             Refusal::Denied(detail) => ApiError::new(ErrorCode::Denied, detail),
             Refusal::Challenge { error, detail, .. } => {
                 let challenge = match &self.logins {
+                    Logins::Htpasswd {
+                        tokens: Some(tokens),
+                        ..
+                    } => bearer_challenge(&tokens.realm(req), tokens.service(), route, error),
                     Logins::Htpasswd { realm, .. } => format!("Basic realm={}", quoted(realm)),
                     Logins::Token(verifier) => {
-                        let mut challenge = format!(
-                            "Bearer realm={},service={}",
-                            quoted(verifier.realm()),
-                            quoted(verifier.service())
-                        );
-                        if let Some(scope) = scope(route) {
-                            challenge.push_str(&format!(",scope={}", quoted(&scope)));
-                        }
-                        if let Some(error) = error {
-                            challenge.push_str(&format!(",error={}", quoted(error)));
-                        }
-                        challenge
+                        bearer_challenge(verifier.realm(), verifier.service(), route, error)
                     }
                 };
                 ApiError::new(ErrorCode::Unauthorized, detail)
@@ -251,26 +303,19 @@ async fn authorize_login(
     Ok((who, may_mount))
 }
 
-/// Bearer tokens: the token, then its `access` claims.
-fn authorize_token(verifier: &TokenVerifier, req: &HttpRequest, route: &Route) -> Decided {
-    let token = req
-        .headers()
+/// The token of an `Authorization: Bearer` header.
+fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    req.headers()
         .get("authorization")
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(token) = token else {
-        return Err((
-            String::new(),
-            Refusal::Challenge {
-                result: "unauthenticated",
-                error: None,
-                detail: "a token from the realm is needed".to_owned(),
-            },
-        ));
-    };
-    let grant = verifier.verify(token).map_err(|reason| {
+        .map(|(_, token)| token.trim())
+}
+
+/// A Bearer token as verified: its `access` claims decide.
+fn authorize_grant(verified: Result<Grant, String>, req: &HttpRequest, route: &Route) -> Decided {
+    let grant = verified.map_err(|reason| {
         (
             String::new(),
             Refusal::Challenge {
@@ -313,6 +358,18 @@ fn authorize_token(verifier: &TokenVerifier, req: &HttpRequest, route: &Route) -
         subject => Identity::User(subject.to_owned()),
     };
     Ok((who, may_mount))
+}
+
+/// `Bearer realm=…,service=…[,scope=…][,error=…]`.
+fn bearer_challenge(realm: &str, service: &str, route: &Route, error: Option<&str>) -> String {
+    let mut challenge = format!("Bearer realm={},service={}", quoted(realm), quoted(service));
+    if let Some(scope) = scope(route) {
+        challenge.push_str(&format!(",scope={}", quoted(&scope)));
+    }
+    if let Some(error) = error {
+        challenge.push_str(&format!(",error={}", quoted(error)));
+    }
+    challenge
 }
 
 /// The scope a token for `route` needs, as distribution asks for it

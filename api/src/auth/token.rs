@@ -14,7 +14,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -54,7 +54,7 @@ pub struct TokenConfig {
 }
 
 /// One `access` claim: `type`, `name`, `actions`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct AccessClaim {
     #[serde(rename = "type")]
     pub kind: String,
@@ -162,6 +162,30 @@ impl TokenVerifier {
             keys,
             algorithms,
         })
+    }
+
+    /// A verifier of tokens signed by one key only (the built-in token
+    /// service's own).
+    pub fn for_key(
+        service: &str,
+        issuer: &str,
+        algorithm: Algorithm,
+        kid: String,
+        key: DecodingKey,
+    ) -> Self {
+        TokenVerifier {
+            config: TokenConfig {
+                realm: String::new(),
+                service: service.to_owned(),
+                issuer: issuer.to_owned(),
+                root_cert_bundle: None,
+                jwks: None,
+                algorithms: Vec::new(),
+            },
+            roots: Vec::new(),
+            keys: HashMap::from([(kid, key)]),
+            algorithms: vec![algorithm],
+        }
     }
 
     pub fn realm(&self) -> &str {
