@@ -32,8 +32,35 @@ pub fn backend_under_test() -> &'static str {
 /// `TEST_AUTH=htpasswd` runs the suite with logins on: every node checks
 /// an htpasswd file with one user (who may do everything), and the test
 /// clients send that user's credentials on every request.
+/// `TEST_AUTH=tokens` adds the built-in token service: real clients are
+/// challenged for Bearer tokens and fetch them from the registry with those
+/// credentials (the harness's own client still sends them as Basic, which
+/// the registry keeps accepting).
 pub fn auth_under_test() -> bool {
-    std::env::var("TEST_AUTH").is_ok_and(|mode| mode == "htpasswd")
+    std::env::var("TEST_AUTH").is_ok_and(|mode| mode == "htpasswd" || mode == "tokens")
+}
+
+fn token_service_under_test() -> bool {
+    std::env::var("TEST_AUTH").is_ok_and(|mode| mode == "tokens")
+}
+
+/// Writes a fresh ECDSA P-256 private key (PKCS#8 PEM), as the token
+/// service signs with, at `path`.
+pub fn write_signing_key(path: &std::path::Path) {
+    let key = rcgen::KeyPair::generate().expect("a P-256 key");
+    std::fs::write(path, key.serialize_pem()).expect("write the signing key");
+}
+
+/// The built-in token service's config for a test: `key`, service
+/// `registry`, tokens good for five minutes, the realm from the request.
+pub fn token_service_config(key: &std::path::Path) -> api::auth::TokenServiceConfig {
+    api::auth::TokenServiceConfig {
+        key: key.to_owned(),
+        realm: None,
+        service: "registry".to_owned(),
+        issuer: "registry".to_owned(),
+        expiration: std::time::Duration::from_secs(300),
+    }
 }
 
 /// The user and password the clients log in with under [`auth_under_test`].
@@ -152,6 +179,9 @@ impl TestNode {
                 &dir.path().join("htpasswd"),
                 &[(user.as_str(), password.as_str())],
             );
+            if token_service_under_test() {
+                write_signing_key(&dir.path().join("token-key.pem"));
+            }
             dir
         });
         let auth = auth_dir.as_ref().map(|dir| {
@@ -160,6 +190,8 @@ impl TestNode {
                 path: dir.path().join("htpasswd"),
                 rules: Vec::new(),
                 admins: Vec::new(),
+                token_service: token_service_under_test()
+                    .then(|| token_service_config(&dir.path().join("token-key.pem"))),
             })
         });
         TestNode {

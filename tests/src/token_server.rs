@@ -65,6 +65,18 @@ impl Signer {
         key_ref: KeyRef,
     ) -> Self {
         let key = KeyPair::generate().expect("signing key");
+        Self::with_key(key, ca, issuer, audience, key_ref)
+    }
+
+    /// A signer with the given `key` (the registry's own token-service key,
+    /// to make tokens it would verify, or bad ones it must refuse).
+    pub fn with_key(
+        key: KeyPair,
+        ca: Option<&Issuer<'static, KeyPair>>,
+        issuer: &str,
+        audience: &str,
+        key_ref: KeyRef,
+    ) -> Self {
         let mut params = CertificateParams::new(Vec::new()).expect("params");
         params.distinguished_name.push(DnType::CommonName, issuer);
         let certificate = match ca {

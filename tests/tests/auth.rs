@@ -51,6 +51,7 @@ pub(crate) fn start(dir: &Path, adjust: impl Fn(&mut node::NodeConfig)) -> TestC
         path: htpasswd,
         rules: rules(),
         admins: vec!["ops".to_owned()],
+        token_service: None,
     });
     TestCluster::start(cluster_size_under_test(), None, move |config| {
         config.api.delete_enabled = true;

@@ -414,6 +414,64 @@ async fn docker_logs_in_and_pushes_through_a_token_server() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_logs_in_and_pushes_with_tokens_from_the_registry_itself() {
+    use crate::auth::{ALICE, BOB};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("token-key.pem");
+    registry_tests::write_signing_key(&key);
+    let cluster = crate::auth::start(dir.path(), move |config| {
+        if let Some(api::auth::AuthConfig::Htpasswd(logins)) = &mut config.auth {
+            logins.token_service = Some(registry_tests::token_service_config(&key));
+        }
+    });
+    let host = cluster.api_addr(0).to_string();
+    tokio::task::spawn_blocking(move || {
+        let daemons = Daemons::start();
+        assert!(
+            !daemons.login(&host, ALICE.0, "wrong").status.success(),
+            "the token service refuses a wrong password"
+        );
+        Daemons::ok(
+            daemons.login(&host, ALICE.0, ALICE.1),
+            "docker login through the built-in token service",
+        );
+        let context = daemons.dir.path().join("context");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(context.join("payload"), vec![8u8; 150_000]).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            "FROM scratch\nCOPY payload /payload\n",
+        )
+        .unwrap();
+        let image = format!("{host}/team-a/builtin:v1");
+        Daemons::ok(
+            daemons.docker(&["build", "-q", "-t", &image, context.to_str().unwrap()]),
+            "docker build",
+        );
+        daemons.push(&image);
+        Daemons::ok(daemons.docker(&["rmi", &image]), "docker rmi");
+        Daemons::ok(
+            daemons.docker(&["pull", &image]),
+            "docker pull with a token",
+        );
+        Daemons::ok(daemons.login(&host, BOB.0, BOB.1), "docker login as bob");
+        let bobs = format!("{host}/team-a/bobs:v1");
+        Daemons::ok(daemons.docker(&["tag", &image, &bobs]), "docker tag");
+        let refused = daemons.docker(&["push", &bobs]);
+        assert!(
+            !refused.status.success(),
+            "bob's token grants nothing in team-a"
+        );
+    })
+    .await
+    .unwrap();
+    assert!(
+        crate::token_service::token_counter(&cluster, "issued") >= 3,
+        "docker fetched its tokens from the registry"
+    );
+}
+
 /// The `registry` binary `cargo test --workspace` built beside this test.
 fn registry_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();

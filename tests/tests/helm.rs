@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The helm binary: `HELM_BIN`, or where scripts/setup installs it.
-fn helm_bin() -> PathBuf {
+pub(crate) fn helm_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("HELM_BIN") {
         return bin.into();
     }
@@ -17,7 +17,7 @@ fn helm_bin() -> PathBuf {
     cache.join("registry-tools/helm")
 }
 
-fn helm(home: &Path, args: &[&str]) -> String {
+pub(crate) fn helm(home: &Path, args: &[&str]) -> String {
     let output = Command::new(helm_bin())
         .env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_CACHE_HOME", home.join("cache"))

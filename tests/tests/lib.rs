@@ -28,4 +28,5 @@ mod skopeo;
 mod storage_faults;
 mod swift_backend;
 mod tls;
+mod token_service;
 mod tokens;

@@ -18,6 +18,7 @@ fn start(limits: RateLimitConfig, htpasswd: Option<&std::path::Path>) -> TestClu
             path: path.to_owned(),
             rules: Vec::new(),
             admins: Vec::new(),
+            token_service: None,
         })
     });
     TestCluster::start(1, None, move |config| {
