@@ -62,7 +62,7 @@ pub async fn forward(
         .map_err(|e| ApiError::new(ErrorCode::Unknown, format!("method: {e}")))?;
     let mut request = peers
         .http()
-        .request(method, format!("http://{addr}{path}"))
+        .request(method, peers.url(addr, path))
         .headers(peers.headers(target));
     for name in FORWARDED_HEADERS {
         if let Some(value) = req.headers().get(*name) {

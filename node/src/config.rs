@@ -27,6 +27,9 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// TLS on the OCI API (`http.tls`); `None` serves plain HTTP.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Mutual TLS between nodes (`cluster.tls`): served on the internal
+    /// listener, `client_cas` also the roots of peers' certificates.
+    pub internal_tls: Option<crate::tls::TlsSettings>,
     /// Logins and access rules (`auth`); `None` lets everyone do everything.
     pub auth: Option<api::auth::AuthConfig>,
     /// Per-client limits (`http.ratelimit`); none by default.
@@ -51,6 +54,7 @@ impl NodeConfig {
         NodeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
             tls: None,
+            internal_tls: None,
             auth: None,
             rate_limit: api::ratelimit::RateLimitConfig::default(),
             internal_listen: None,
@@ -120,6 +124,9 @@ struct ClusterSection {
     heartbeat: Option<String>,
     /// Lower bound of the election timeout (the upper is 1.5× it), e.g. `800ms`.
     electiontimeout: Option<String>,
+    /// Mutual TLS on the internal listener and in calls to peers.
+    #[serde(default)]
+    tls: crate::tls::TlsSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -628,9 +635,12 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         ));
     }
     let mut raft = raft::RaftConfig::single_node(file.metadata.dir);
-    let internal_listen = match file.cluster {
-        None => None,
-        Some(cluster) => Some(cluster_config(cluster, &mut raft, env)?),
+    let (internal_listen, internal_tls) = match file.cluster {
+        None => (None, None),
+        Some(mut cluster) => {
+            let tls = internal_tls(std::mem::take(&mut cluster.tls))?;
+            (Some(cluster_config(cluster, &mut raft, env)?), tls)
+        }
     };
     if file.metadata.snapshotevery == 0 {
         return Err(ConfigError::Invalid(
@@ -641,6 +651,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
     Ok(NodeConfig {
         listen,
         tls,
+        internal_tls,
         auth,
         rate_limit,
         internal_listen,
@@ -697,6 +708,33 @@ fn log_format(log: &LogSection) -> Result<crate::logging::LogFormat, ConfigError
 }
 
 /// Fills `raft` from the cluster section; answers the internal listener's address.
+/// `cluster.tls`: always mutual, since only nodes call the internal
+/// listener; `clientcas` names the CAs every node's certificate chains to.
+fn internal_tls(
+    section: crate::tls::TlsSection,
+) -> Result<Option<crate::tls::TlsSettings>, ConfigError> {
+    let Some(settings) = section
+        .validate("cluster.tls")
+        .map_err(ConfigError::Invalid)?
+    else {
+        return Ok(None);
+    };
+    if settings.client_cas.is_empty() {
+        return Err(ConfigError::Invalid(
+            "cluster.tls.clientcas: required: the CAs of the nodes' certificates, which peers \
+             are verified against both ways"
+                .to_owned(),
+        ));
+    }
+    if settings.client_auth != crate::tls::ClientAuth::Require {
+        return Err(ConfigError::Invalid(
+            "cluster.tls.clientauth: the internal listener always requires a node's certificate"
+                .to_owned(),
+        ));
+    }
+    Ok(Some(settings))
+}
+
 fn cluster_config(
     cluster: ClusterSection,
     raft: &mut raft::RaftConfig,
@@ -1475,8 +1513,23 @@ mod tests {
             1,
             "a one-node cluster needs no secret"
         );
+        let tls = "cluster:\n  nodeid: 1\n  advertise: a:5101\n  tls:\n    certificate: /c\n    key: /k\n";
+        let refused = load(Some(write(tls).path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("cluster.tls.clientcas"), "{refused}");
+        let with_cas = format!("{tls}    clientcas: /ca.pem\n");
+        let c = load(Some(write(&with_cas).path()), &HashMap::new()).unwrap();
+        let internal = c.internal_tls.expect("cluster.tls");
+        assert_eq!(internal.client_cas, [PathBuf::from("/ca.pem")]);
+        let if_given = format!("{with_cas}    clientauth: verify-client-cert-if-given\n");
+        let refused = load(Some(write(&if_given).path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("cluster.tls.clientauth"), "{refused}");
         let no_cluster = load(None, &HashMap::new()).unwrap();
         assert_eq!(no_cluster.internal_listen, None);
+        assert!(no_cluster.internal_tls.is_none());
         assert!(no_cluster.raft.peers.is_empty());
     }
 

@@ -2,7 +2,8 @@
 //! proposals forwarded by followers, cluster calls, and OCI requests a peer
 //! forwarded to the node that owns them (upload sessions). Every request
 //! must carry the cluster secret and name this node
-//! ([`raft::server::refusal`]).
+//! ([`raft::server::refusal`]); with `cluster.tls` it must also come over
+//! mutual TLS with a certificate from the cluster's CAs.
 
 use actix_web::body::EitherBody;
 use actix_web::dev::Service;
@@ -17,9 +18,10 @@ pub fn server(
     listener: TcpListener,
     meta: MetaStore,
     forwarded: AppState,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Ok(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         let guard = meta.clone();
         let (meta, forwarded) = (meta.clone(), forwarded.clone());
         App::new()
@@ -39,7 +41,10 @@ pub fn server(
     .workers(threads)
     .disable_signals()
     .tcp_nodelay(true)
-    .shutdown_timeout(30)
-    .listen(listener)?
-    .run())
+    .shutdown_timeout(30);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }

@@ -64,7 +64,7 @@ pub struct Node {
     purger: Option<tokio::task::JoinHandle<()>>,
     collector: Option<tokio::task::JoinHandle<()>>,
     pull_recorder: tokio::task::JoinHandle<()>,
-    certificate_watch: Option<tokio::task::JoinHandle<()>>,
+    certificate_watches: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -92,7 +92,21 @@ impl Node {
         let addr = listeners.api.local_addr()?;
         let blobs: Arc<dyn BlobStore> =
             Arc::new(Instrumented::new(blobs, StorageMetrics::new(&registry)?));
-        let meta = MetaStore::open(&config.raft, addr.to_string(), &registry).await?;
+        let tls_metrics = crate::tls::TlsMetrics::new(&registry)?;
+        // cluster.tls: the internal listener serves the node's certificate
+        // and requires a peer's; calls to peers present the same one.
+        let internal_tls = server_tls("cluster.tls", config.internal_tls.as_ref(), &tls_metrics)?;
+        let mut raft_config = config.raft.clone();
+        if let (Some(settings), Some(tls)) = (&config.internal_tls, &internal_tls) {
+            let client = settings
+                .peer_client(tls.certificate.clone())
+                .map_err(|source| NodeError::Tls {
+                    listener: "cluster.tls",
+                    source,
+                })?;
+            raft_config.peer_tls = Some(raft::rpc::PeerTls(Arc::new(client)));
+        }
+        let meta = MetaStore::open(&raft_config, addr.to_string(), &registry).await?;
         let staging = Staging::new(blobs.clone());
         let api_metrics = ApiMetrics::new(&registry)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -129,9 +143,21 @@ impl Node {
             pulls: pulls.clone(),
             forwarded: false,
         };
+        let mut certificate_watches: Vec<_> = internal_tls
+            .as_ref()
+            .map(|tls| tokio::spawn(tls.certificate.clone().watch()))
+            .into_iter()
+            .collect();
         let internal_server = listeners
             .internal
-            .map(|listener| crate::internal::server(listener, meta.clone(), state.forwarded_copy()))
+            .map(|listener| {
+                crate::internal::server(
+                    listener,
+                    meta.clone(),
+                    state.forwarded_copy(),
+                    internal_tls.map(|tls| tls.config),
+                )
+            })
             .transpose()?;
         let internal_addr = config.raft.advertise.clone();
         // A node alone forms at once; a member of a larger cluster forms in
@@ -178,11 +204,12 @@ impl Node {
             .gc
             .enabled
             .then(|| tokio::spawn(crate::gc::run_forever(collector.clone())));
-        let tls_metrics = crate::tls::TlsMetrics::new(&registry)?;
         let api_tls = server_tls("http.tls", config.tls.as_ref(), &tls_metrics)?;
-        let certificate_watch = api_tls
-            .as_ref()
-            .map(|tls| tokio::spawn(tls.certificate.clone().watch()));
+        certificate_watches.extend(
+            api_tls
+                .as_ref()
+                .map(|tls| tokio::spawn(tls.certificate.clone().watch())),
+        );
         let server = HttpServer::new(move || {
             let state = state.clone();
             App::new().configure(move |cfg| api::configure(cfg, state))
@@ -238,7 +265,7 @@ impl Node {
             purger,
             collector: scheduled_collections,
             pull_recorder,
-            certificate_watch,
+            certificate_watches,
         })
     }
 
@@ -305,7 +332,7 @@ impl Node {
             task.abort();
         }
         self.pull_recorder.abort();
-        if let Some(watch) = &self.certificate_watch {
+        for watch in &self.certificate_watches {
             watch.abort();
         }
         if let Err(e) = self.uploads.send(api::upload::Shutdown).await {

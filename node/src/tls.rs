@@ -1,7 +1,8 @@
-//! TLS on the node's listeners: `http.tls` (and `http.debug.tls`) read into
+//! TLS on the node's listeners: `http.tls` and `cluster.tls` read into
 //! [`TlsSettings`], turned into a rustls server config on the aws-lc-rs
 //! provider, with a certificate that is re-read when its files change and
-//! optional mutual TLS against `clientcas`.
+//! optional mutual TLS against `clientcas`; and the client side of
+//! `cluster.tls`, which presents the same reloading certificate to peers.
 //!
 //! Reloading polls the files' contents every second rather than watching
 //! them: a read follows symlinks, so Kubernetes' swap of a mounted Secret's
@@ -284,6 +285,20 @@ impl TlsSettings {
         })
     }
 
+    /// The client config of calls to peers: their certificates must chain
+    /// to `client_cas` and name the address called; `certificate` (this
+    /// node's, as its listener serves it) is presented as the client's.
+    pub fn peer_client(
+        &self,
+        certificate: Arc<ReloadingCertificate>,
+    ) -> Result<rustls::ClientConfig, TlsError> {
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(self.provider()))
+            .with_protocol_versions(self.minimum.versions())?
+            .with_root_certificates(self.client_roots()?)
+            .with_client_cert_resolver(certificate);
+        Ok(config)
+    }
+
     /// aws-lc-rs, with only the configured suites when some are named.
     fn provider(&self) -> CryptoProvider {
         let mut provider = aws_lc_rs::default_provider();
@@ -425,6 +440,26 @@ impl ReloadingCertificate {
                 );
             }
         }
+    }
+}
+
+/// A node presents its own certificate when it calls a peer (`cluster.tls`).
+impl rustls::client::ResolvesClientCert for ReloadingCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

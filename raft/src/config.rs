@@ -44,6 +44,8 @@ pub struct RaftConfig {
     pub source_ip: Option<std::net::IpAddr>,
     /// Links to peers that tests cut; empty in production.
     pub links: crate::rpc::LinkFaults,
+    /// TLS (mutual) to peers' internal listeners; `None` for plain HTTP.
+    pub peer_tls: Option<crate::rpc::PeerTls>,
 }
 
 impl RaftConfig {
@@ -62,6 +64,7 @@ impl RaftConfig {
             write_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(5),
             links: crate::rpc::LinkFaults::default(),
+            peer_tls: None,
         }
     }
 

@@ -101,6 +101,7 @@ impl MetaStore {
             config.source_ip,
             config.links.clone(),
             rpc_metrics,
+            config.peer_tls.as_ref(),
         )
         .map_err(|e| MetaError::Fatal(format!("peer client: {e}")))?;
         if let Some(identity) = &identity {

@@ -184,6 +184,8 @@ impl LinkFaults {
 #[derive(Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
+    /// `https` with `cluster.tls`, else `http`.
+    scheme: &'static str,
     /// This node, the caller of every call.
     me: NodeId,
     links: LinkFaults,
@@ -192,6 +194,26 @@ pub struct PeerClient {
     cluster_id: Arc<RwLock<Option<String>>>,
     metrics: RpcMetrics,
 }
+
+/// The rustls config calls to peers use (`cluster.tls`): the CAs peers'
+/// certificates must chain to, and this node's certificate as the client's.
+#[derive(Clone)]
+pub struct PeerTls(pub Arc<rustls::ClientConfig>);
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+/// Configs compare by identity: the same loaded config, or not.
+impl PartialEq for PeerTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PeerTls {}
 
 impl std::fmt::Debug for PeerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -206,22 +228,32 @@ impl PeerClient {
         source_ip: Option<std::net::IpAddr>,
         links: LinkFaults,
         metrics: RpcMetrics,
+        tls: Option<&PeerTls>,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
             .local_address(source_ip)
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(tls) = tls {
+            builder = builder.tls_backend_preconfigured(rustls::ClientConfig::clone(&tls.0));
+        }
+        let http = builder.build()?;
         Ok(PeerClient {
             http,
+            scheme: if tls.is_some() { "https" } else { "http" },
             me,
             links,
             secret: secret.map(Arc::from),
             cluster_id: Arc::default(),
             metrics,
         })
+    }
+
+    /// The URL of `path` on the peer whose internal listener is `addr`.
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
     }
 
     /// The client, for callers that stream their own requests (forwarded
@@ -320,7 +352,7 @@ impl PeerClient {
         let body = encode(request).map_err(|e| CallError::Transport(e.to_string()))?;
         let sent = self
             .http
-            .post(format!("http://{addr}{path}"))
+            .post(self.url(addr, path))
             .headers(self.headers(target))
             .header(reqwest::header::CONTENT_TYPE, OCTET_STREAM)
             .timeout(timeout)

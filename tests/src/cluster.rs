@@ -163,6 +163,11 @@ impl TestCluster {
         format!("http://{}", self.members[i].api)
     }
 
+    /// Node `i`'s internal listener, if it has one.
+    pub fn internal_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.members[i].internal
+    }
+
     /// Node `i`'s OCI API address.
     pub fn api_addr(&self, i: usize) -> SocketAddr {
         self.members[i].api

@@ -62,23 +62,41 @@ impl TestCa {
         self.issue(
             common_name,
             vec!["127.0.0.1".into(), "localhost".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            &[ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+
+    /// A cluster node's certificate for `127.0.0.1`: served on its internal
+    /// listener and presented to peers, so for both purposes.
+    pub fn node(&self, common_name: &str) -> Pair {
+        self.issue(
+            common_name,
+            vec!["127.0.0.1".into(), "localhost".into()],
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         )
     }
 
     /// A client certificate for `name`.
     pub fn client(&self, name: &str) -> Pair {
-        self.issue(name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
+        self.issue(name, Vec::new(), &[ExtendedKeyUsagePurpose::ClientAuth])
     }
 
-    fn issue(&self, common_name: &str, names: Vec<String>, usage: ExtendedKeyUsagePurpose) -> Pair {
+    fn issue(
+        &self,
+        common_name: &str,
+        names: Vec<String>,
+        usages: &[ExtendedKeyUsagePurpose],
+    ) -> Pair {
         let mut params = CertificateParams::new(names).expect("valid names");
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
         params.use_authority_key_identifier_extension = true;
         params.key_usages.push(KeyUsagePurpose::DigitalSignature);
-        params.extended_key_usages.push(usage);
+        params.extended_key_usages.extend_from_slice(usages);
         let key = KeyPair::generate().expect("key");
         let certificate = params.signed_by(&key, &self.issuer).expect("certificate");
         Pair {

@@ -341,3 +341,80 @@ async fn a_replaced_secret_is_served_to_new_connections_and_a_broken_one_is_not(
     );
     assert_eq!(served_certificate(&ca, &base).await, second.der());
 }
+
+/// `cluster.tls`: three nodes elect a leader, replicate and forward over
+/// mutual TLS; the internal listener refuses plain HTTP, clients without a
+/// certificate or with one from another CA at the handshake, and a good
+/// certificate without the cluster secret.
+#[tokio::test]
+async fn nodes_speak_mutual_tls_and_the_internal_listener_refuses_everyone_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("cluster CA");
+    let (certificate, key) = ca.node("registry-node").write(&dir.path().join("node"));
+    let cluster_ca = ca.write(&dir.path().join("ca"));
+    let mut internal = TlsSettings::new(&certificate, &key);
+    internal.client_cas = vec![cluster_ca];
+    let cluster = TestCluster::start(3, None, move |config| {
+        config.api.redirect = false;
+        config.internal_tls = Some(internal.clone());
+    });
+
+    // Uploads started on one node and continued on another are forwarded
+    // to their owner over the internal listener.
+    let client = cluster.balanced_client().logged_in(None);
+    let layer = vec![3u8; 3 * 1024 * 1024];
+    let digest = sha256(&layer);
+    client
+        .push_blob_chunked("internal/app", &layer, 1024 * 1024)
+        .await;
+    client
+        .push_image("internal/app", "v1", b"{}", &[&layer])
+        .await;
+    for node in 0..cluster.len() {
+        let pulled = cluster.client(node).logged_in(None);
+        assert_eq!(
+            pulled.blob_bytes("internal/app", &digest).await,
+            layer,
+            "node {node}"
+        );
+    }
+
+    let internal = format!("https://{}", cluster.internal_addr(0).unwrap());
+    let info = |http: reqwest::Client, secret: Option<&'static str>| {
+        let url = format!("{internal}{}", raft::rpc::path::INFO);
+        async move {
+            let mut request = http.post(url);
+            if let Some(secret) = secret {
+                request = request.header(raft::rpc::SECRET_HEADER, secret);
+            }
+            request.send().await
+        }
+    };
+    let secret = Some(registry_tests::cluster::SECRET);
+    let plain = http_get(cluster.internal_addr(0).unwrap(), raft::rpc::path::INFO);
+    assert!(plain.is_none(), "plain HTTP is not served: {plain:?}");
+    let anonymous = ca.client_builder().build().unwrap();
+    let refused = info(anonymous, secret).await;
+    assert!(refused.is_err(), "no certificate: {refused:?}");
+    let forged = TestCa::new("cluster CA");
+    let foreign = ca
+        .client_builder()
+        .identity(forged.node("registry-node").identity())
+        .build()
+        .unwrap();
+    let refused = info(foreign, secret).await;
+    assert!(
+        refused.is_err(),
+        "a certificate from another CA: {refused:?}"
+    );
+    let member = || {
+        ca.client_builder()
+            .identity(ca.node("registry-node").identity())
+            .build()
+            .unwrap()
+    };
+    let without_secret = info(member(), None).await.unwrap();
+    assert_eq!(without_secret.status(), 401, "the secret is still needed");
+    let allowed = info(member(), secret).await.unwrap();
+    assert_eq!(allowed.status(), 200, "a node's certificate and the secret");
+}
