@@ -338,6 +338,7 @@ impl TlsSettings {
 #[derive(Debug, Clone)]
 pub struct TlsMetrics {
     reloads: prometheus::IntCounterVec,
+    expiry: prometheus::IntGaugeVec,
 }
 
 impl TlsMetrics {
@@ -350,8 +351,34 @@ impl TlsMetrics {
             &["listener", "result"],
         )?;
         registry.register(Box::new(reloads.clone()))?;
-        Ok(TlsMetrics { reloads })
+        let expiry = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "registry_tls_certificate_expiry_timestamp_seconds",
+                "When the certificate a listener serves stops being valid (notAfter), Unix seconds: \
+                 alert on it minus time() before a renewal is missed",
+            ),
+            &["listener"],
+        )?;
+        registry.register(Box::new(expiry.clone()))?;
+        Ok(TlsMetrics { reloads, expiry })
     }
+
+    fn served(&self, listener: &'static str, key: &CertifiedKey) {
+        match not_after(key) {
+            Some(expiry) => self.expiry.with_label_values(&[listener]).set(expiry),
+            None => tracing::warn!(
+                listener,
+                "the certificate's expiry could not be read; it is served, but not on /metrics"
+            ),
+        }
+    }
+}
+
+/// When the leaf certificate of `key` stops being valid, in Unix seconds.
+fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
 }
 
 /// The certificate a listener serves: swapped for a new pair when the files
@@ -379,6 +406,7 @@ impl ReloadingCertificate {
             read_pair(&settings.certificate, &settings.key).map_err(TlsError::Certificate)?;
         let key = certified_key(&files, &settings.certificate, &settings.key, &provider)
             .map_err(TlsError::Certificate)?;
+        metrics.served(listener, &key);
         Ok(ReloadingCertificate {
             certificate: settings.certificate.clone(),
             key: settings.key.clone(),
@@ -406,6 +434,7 @@ impl ReloadingCertificate {
         let reloads = &self.metrics.reloads;
         match certified_key(&files, &self.certificate, &self.key, &self.provider) {
             Ok(key) => {
+                self.metrics.served(self.listener, &key);
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
                 reloads.with_label_values(&[self.listener, "loaded"]).inc();
                 tracing::info!(listener = self.listener, certificate = %self.certificate.display(), "serving the new TLS certificate");
@@ -504,6 +533,21 @@ fn certified_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_expiry_is_the_leaf_certificates_not_after() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+        let key_pair = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.self_signed(&key_pair).unwrap();
+        let files = (
+            certificate.pem().into_bytes(),
+            key_pair.serialize_pem().into_bytes(),
+        );
+        let provider = aws_lc_rs::default_provider();
+        let key = certified_key(&files, Path::new("c"), Path::new("k"), &provider).unwrap();
+        assert_eq!(not_after(&key), Some(1_893_456_000), "2030-01-01T00:00:00Z");
+    }
 
     fn section(yaml: &str) -> Result<Option<TlsSettings>, String> {
         let section: TlsSection = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;

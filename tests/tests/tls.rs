@@ -417,4 +417,17 @@ async fn nodes_speak_mutual_tls_and_the_internal_listener_refuses_everyone_else(
     assert_eq!(without_secret.status(), 401, "the secret is still needed");
     let allowed = info(member(), secret).await.unwrap();
     assert_eq!(allowed.status(), 200, "a node's certificate and the secret");
+
+    let (_, metrics) = http_get(cluster.debug_addr(0), "/metrics").expect("metrics");
+    let expiry = metrics.lines().find_map(|line| {
+        line.strip_prefix(
+            r#"registry_tls_certificate_expiry_timestamp_seconds{listener="cluster.tls"} "#,
+        )
+    });
+    // rcgen's default notAfter, 4096-01-01T00:00:00Z.
+    assert_eq!(
+        expiry,
+        Some("67090118400"),
+        "the served certificate's expiry"
+    );
 }
