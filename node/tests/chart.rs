@@ -634,3 +634,84 @@ async fn scaled_up_pods_join_and_serve() {
     assert_eq!(answer.status(), reqwest::StatusCode::OK);
     assert_eq!(answer.bytes().await.unwrap().to_vec(), first);
 }
+
+#[test]
+fn tls_and_logins_come_from_mounted_secrets_the_registry_config_accepts() {
+    let sets = [
+        "tls.existingSecret=api-tls",
+        "cluster.tls.existingSecret=peer-tls",
+        "auth.htpasswd.existingSecret=users",
+        "auth.tokenService.existingSecret=token-key",
+    ];
+    let docs = render(&[], &sets);
+    let pod = &one(&docs, "StatefulSet")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    for (volume, secret) in [
+        ("tls", "api-tls"),
+        ("cluster-tls", "peer-tls"),
+        ("htpasswd", "users"),
+        ("token", "token-key"),
+    ] {
+        let volumes = pod["volumes"].as_sequence().unwrap();
+        let found = volumes.iter().find(|v| v["name"] == volume).expect(volume);
+        assert_eq!(found["secret"]["secretName"], secret);
+        let mounts = container["volumeMounts"].as_sequence().unwrap();
+        let mount = mounts.iter().find(|m| m["name"] == volume).expect(volume);
+        assert_eq!(
+            mount["mountPath"].as_str(),
+            Some(format!("/etc/registry-secrets/{volume}").as_str())
+        );
+        assert!(
+            mount["subPath"].is_null(),
+            "a subPath mount never sees the Secret's updates"
+        );
+    }
+    // The registry reads the rendered config and environment as it will in
+    // the pod: every path lands on the key it is meant for.
+    let env: std::collections::HashMap<String, String> = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|var| {
+            (
+                var["name"].as_str().unwrap().to_owned(),
+                resolve(&docs, var, 0),
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("config.yml");
+    let rendered = one(&docs, "ConfigMap")["data"]["config.yml"]
+        .as_str()
+        .unwrap();
+    std::fs::write(&config_file, rendered).unwrap();
+    let config = node::load(Some(&config_file), &env).unwrap();
+    let tls = config.tls.expect("http.tls");
+    assert_eq!(
+        tls.certificate,
+        Path::new("/etc/registry-secrets/tls/tls.crt")
+    );
+    let internal = config.internal_tls.expect("cluster.tls");
+    assert_eq!(
+        internal.client_cas,
+        [PathBuf::from("/etc/registry-secrets/cluster-tls/ca.crt")]
+    );
+    let Some(api::auth::AuthConfig::Htpasswd(logins)) = config.auth else {
+        panic!("htpasswd logins");
+    };
+    assert_eq!(
+        logins.path,
+        Path::new("/etc/registry-secrets/htpasswd/htpasswd")
+    );
+    let service = logins.token_service.expect("the token service");
+    assert_eq!(
+        service.key,
+        Path::new("/etc/registry-secrets/token/token-key.pem")
+    );
+
+    let refused = template(&[], &["auth.tokenService.existingSecret=token-key"]).unwrap_err();
+    assert!(
+        refused.contains("auth.htpasswd.existingSecret"),
+        "{refused}"
+    );
+}

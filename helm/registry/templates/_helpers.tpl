@@ -89,3 +89,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
+
+{{/* The Secrets mounted under /etc/registry-secrets/<volume>, as volume: Secret name. */}}
+{{- define "registry.secretVolumes" -}}
+{{- with .Values.tls.existingSecret }}
+tls: {{ . }}
+{{- end }}
+{{- with .Values.cluster.tls.existingSecret }}
+cluster-tls: {{ . }}
+{{- end }}
+{{- with .Values.auth.htpasswd.existingSecret }}
+htpasswd: {{ . }}
+{{- end }}
+{{- with .Values.auth.tokenService.existingSecret }}
+token: {{ . }}
+{{- end }}
+{{- end }}
