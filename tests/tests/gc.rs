@@ -396,18 +396,7 @@ async fn push_like_docker(
 
 #[tokio::test]
 async fn pushes_racing_back_to_back_collections_never_lose_a_layer() {
-    // With no delay at all, a config re-uploaded after a refusal is garbage
-    // again at once, and back-to-back collections on a loaded machine could
-    // refuse every retry forever (it hung a TEST_CLUSTER=3 S3 run). A
-    // second of delay protects the retry, as `delay` does in production;
-    // the slow pushes still wait until their config is deleted, so the race
-    // is still exercised.
-    let node = TestNode::start_with(|config| {
-        config.api.delete_enabled = true;
-        config.gc.enabled = false;
-        config.gc.delay = Duration::from_secs(1);
-        config.gc.grace = GRACE;
-    });
+    let node = collecting_node();
     let client = node.client();
     // A small pool of layers, so pushes keep reusing what collections remove.
     let pool: Vec<Vec<u8>> = (0..6u8)
