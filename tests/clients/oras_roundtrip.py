@@ -2,6 +2,9 @@
 64 KiB chunks), pull them back, compare bytes, list tags.
 
 Usage: oras_roundtrip.py HOST:PORT WORKDIR. Exits non-zero on any mismatch.
+With ORAS_USER and ORAS_PASSWORD set it logs in with them, through the
+auth backend ORAS_AUTH names (`basic`: Basic credentials on every request;
+`token`, the default: Bearer tokens fetched from the challenge's realm).
 """
 import filecmp
 import os
@@ -16,7 +19,11 @@ with open("small.txt", "w") as f:
 with open("large.bin", "wb") as f:
     f.write(os.urandom(700_000))
 
-client = oras.client.OrasClient(hostname=host, insecure=True)
+user, password = os.environ.get("ORAS_USER"), os.environ.get("ORAS_PASSWORD")
+backend = os.environ.get("ORAS_AUTH", "token")
+client = oras.client.OrasClient(hostname=host, insecure=True, auth_backend=backend)
+if user:
+    client.auth.set_basic_auth(user, password)
 for tag, chunked in (("whole", False), ("chunked", True)):
     target = f"{host}/oras/artifact:{tag}"
     response = client.push(files=["small.txt", "large.bin"], target=target,

@@ -1,5 +1,12 @@
 //! oras-py (the ORAS project's Python client, installed by scripts/setup into
-//! a venv) pushes and pulls artifacts, monolithic and chunked.
+//! a venv) pushes and pulls artifacts, monolithic and chunked; under
+//! `TEST_AUTH` it logs in with Basic credentials on every request.
+//!
+//! Not with its token backend: oras-py 0.2.43 keeps the first token it got
+//! (here `pull`, for a blob HEAD) and fetches a wider one only after a 403,
+//! while the token spec (and distribution, and this registry) answer a
+//! missing scope with 401 `insufficient_scope`; its push then fails
+//! against any registry whose tokens are scoped per request.
 
 use registry_tests::TestNode;
 use std::path::PathBuf;
@@ -14,11 +21,15 @@ async fn oras_pushes_and_pulls_artifacts() {
     let output = tokio::task::spawn_blocking({
         let (host, work) = (node.host(), work.path().to_owned());
         move || {
-            Command::new(&python)
-                .arg(&script)
-                .arg(host)
-                .arg(work)
-                .output()
+            let mut command = Command::new(&python);
+            command.arg(&script).arg(host).arg(work);
+            if let Some((user, password)) = registry_tests::credentials_under_test() {
+                command
+                    .env("ORAS_USER", user)
+                    .env("ORAS_PASSWORD", password)
+                    .env("ORAS_AUTH", "basic");
+            }
+            command.output()
         }
     })
     .await
