@@ -9,14 +9,10 @@ use std::time::Duration;
 
 /// Runs `command` and answers what to print.
 pub async fn run(command: ClusterCommand, env: &HashMap<String, String>) -> Result<String, String> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| e.to_string())?;
     match command {
         ClusterCommand::Status { target, json } => {
             let base = debug_url(&target, env)?;
+            let client = debug_client(&target, Some(Duration::from_secs(60)))?;
             let answer = client
                 .get(format!("{base}/cluster/status"))
                 .send()
@@ -40,6 +36,7 @@ pub async fn run(command: ClusterCommand, env: &HashMap<String, String>) -> Resu
         ClusterCommand::Recover { config, yes } => recover(config.as_deref(), yes, env).await,
         ClusterCommand::Remove { id, target } => {
             let base = debug_url(&target, env)?;
+            let client = debug_client(&target, Some(Duration::from_secs(60)))?;
             let answer = client
                 .post(format!("{base}/cluster/remove/{id}"))
                 .send()
@@ -64,11 +61,7 @@ pub async fn read_only(
 ) -> Result<String, String> {
     use crate::cli::ReadOnlyMode;
     let base = debug_url(&target, env)?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = debug_client(&target, Some(Duration::from_secs(30)))?;
     let request = match mode {
         ReadOnlyMode::On => client.post(format!("{base}/readonly/on")),
         ReadOnlyMode::Off => client.post(format!("{base}/readonly/off")),
@@ -116,10 +109,7 @@ pub async fn collect(
     env: &HashMap<String, String>,
 ) -> Result<String, String> {
     let base = debug_url(&target, env)?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = debug_client(&target, None)?;
     let request = client.post(format!("{base}/gc?dryrun={dry_run}"));
     let report: crate::gc::GcReport = ask(request, &base, "report").await?;
     let rendered = render_gc(&report);
@@ -277,19 +267,47 @@ async fn recover(
 }
 
 /// The debug listener to talk to: `--addr`, else the config's
-/// `http.debug.addr` (an unspecified host means this machine).
+/// `http.debug.addr` (an unspecified host means this machine); HTTPS with
+/// `--cacert`.
 fn debug_url(target: &Target, env: &HashMap<String, String>) -> Result<String, String> {
+    let scheme = if target.cacert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if let Some(addr) = &target.addr {
-        return Ok(format!("http://{addr}"));
+        return Ok(format!("{scheme}://{addr}"));
     }
     let config = crate::load(target.config.as_deref(), env).map_err(|e| e.to_string())?;
+    if config.debug_tls.is_some() && target.cacert.is_none() {
+        return Err(
+            "the debug listener speaks TLS (http.debug.tls): pass --cacert with the CA of its \
+             certificate"
+                .to_owned(),
+        );
+    }
     let mut addr = config
         .debug_listen
         .ok_or("the config disables the debug listener (http.debug.addr); pass --addr")?;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    Ok(format!("http://{addr}"))
+    Ok(format!("{scheme}://{addr}"))
+}
+
+/// A client of the debug listener: trusting only `--cacert` when given.
+fn debug_client(target: &Target, timeout: Option<Duration>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().no_proxy();
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    if let Some(path) = &target.cacert {
+        let pem = std::fs::read(path).map_err(|e| format!("--cacert {}: {e}", path.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("--cacert {}: {e}", path.display()))?;
+        builder = builder.tls_certs_only(roots);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 fn render(status: &ClusterStatus) -> String {

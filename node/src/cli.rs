@@ -95,11 +95,14 @@ pub enum ClusterCommand {
 /// Which node to ask: the one a config file describes (its
 /// `http.debug.addr`), or a debug listener's address.
 #[derive(Debug, Args)]
-#[group(required = false, multiple = false)]
 pub struct Target {
     /// The config file of the node to ask.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", conflicts_with = "addr")]
     pub config: Option<PathBuf>,
+    /// The CA (PEM) of the debug listener's certificate, when it has
+    /// `http.debug.tls`: speak HTTPS and trust only this CA.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     /// The node's debug listener, HOST:PORT (default 127.0.0.1:5001).
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,

@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub internal_listen: Option<SocketAddr>,
     /// The operators' listener for metrics and health; `None` disables it.
     pub debug_listen: Option<SocketAddr>,
+    /// TLS on the debug listener (`http.debug.tls`); `None` for plain HTTP.
+    pub debug_tls: Option<crate::tls::TlsSettings>,
     pub blobs: storage::BackendConfig,
     pub raft: raft::RaftConfig,
     pub api: api::ApiConfig,
@@ -59,6 +61,7 @@ impl NodeConfig {
             rate_limit: api::ratelimit::RateLimitConfig::default(),
             internal_listen: None,
             debug_listen: Some(SocketAddr::from(([127, 0, 0, 1], 5001))),
+            debug_tls: None,
             blobs: storage::BackendConfig::Filesystem {
                 root: data.join("blobs"),
             },
@@ -235,12 +238,16 @@ struct DebugSection {
     /// Address of `/metrics`, `/healthz` and `/readyz`; empty disables them.
     #[serde(default = "default_debug_addr")]
     addr: String,
+    /// TLS on the debug listener (no client certificates: probes send none).
+    #[serde(default)]
+    tls: crate::tls::TlsSection,
 }
 
 impl Default for DebugSection {
     fn default() -> Self {
         DebugSection {
             addr: default_debug_addr(),
+            tls: crate::tls::TlsSection::default(),
         }
     }
 }
@@ -592,6 +599,22 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         .addr
         .parse()
         .map_err(|e| ConfigError::Invalid(format!("http.addr: {:?}: {e}", file.http.addr)))?;
+    let debug_tls = file
+        .http
+        .debug
+        .tls
+        .validate("http.debug.tls")
+        .map_err(ConfigError::Invalid)?;
+    if debug_tls
+        .as_ref()
+        .is_some_and(|tls| !tls.client_cas.is_empty())
+    {
+        return Err(ConfigError::Invalid(
+            "http.debug.tls.clientcas: not supported: the kubelet's probes present no client \
+             certificate; keep the debug port private instead"
+                .to_owned(),
+        ));
+    }
     let debug_listen = match file.http.debug.addr.trim() {
         "" => None,
         raw => Some(
@@ -656,6 +679,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         rate_limit,
         internal_listen,
         debug_listen,
+        debug_tls,
         blobs,
         raft,
         api: api::ApiConfig {
@@ -1238,6 +1262,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http.tls.minimumtls"), "{err}");
+        let debug = "http:\n  debug:\n    tls: { certificate: /c, key: /k }\n";
+        let c = load(Some(write(debug).path()), &HashMap::new()).unwrap();
+        assert_eq!(c.debug_tls.unwrap().key, PathBuf::from("/k"));
+        let mutual = "http:\n  debug:\n    tls: { certificate: /c, key: /k, clientcas: /ca }\n";
+        let err = load(Some(write(mutual).path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.debug.tls.clientcas"), "{err}");
     }
 
     #[test]

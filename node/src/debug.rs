@@ -46,6 +46,7 @@ pub fn server(
     blobs: Arc<dyn BlobStore>,
     read_only_by_config: bool,
     collector: Arc<crate::gc::Collector>,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let read_only = prometheus::IntGauge::new(
         "registry_read_only",
@@ -63,7 +64,7 @@ pub fn server(
         read_only,
         collector,
     };
-    Ok(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .route("/metrics", web::get().to(metrics))
@@ -77,9 +78,12 @@ pub fn server(
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?
-    .run())
+    .shutdown_timeout(5);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 fn read_only_status(state: &DebugState) -> ReadOnlyStatus {

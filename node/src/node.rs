@@ -228,6 +228,12 @@ impl Node {
             server = server.disable_signals();
         }
         let server = server.run();
+        let debug_tls = server_tls("http.debug.tls", config.debug_tls.as_ref(), &tls_metrics)?;
+        certificate_watches.extend(
+            debug_tls
+                .as_ref()
+                .map(|tls| tokio::spawn(tls.certificate.clone().watch())),
+        );
         let (debug_addr, debug_server) = match listeners.debug {
             Some(listener) => (
                 Some(listener.local_addr()?),
@@ -238,6 +244,7 @@ impl Node {
                     blobs,
                     config.api.read_only,
                     collector,
+                    debug_tls.map(|tls| tls.config),
                 )?),
             ),
             None => (None, None),

@@ -473,7 +473,7 @@ async fn docker_logs_in_and_pushes_with_tokens_from_the_registry_itself() {
 }
 
 /// The `registry` binary `cargo test --workspace` built beside this test.
-fn registry_binary() -> PathBuf {
+pub(crate) fn registry_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
     let binary = profile_dir.join("registry");

@@ -431,3 +431,73 @@ async fn nodes_speak_mutual_tls_and_the_internal_listener_refuses_everyone_else(
         "the served certificate's expiry"
     );
 }
+
+/// `http.debug.tls`: `/metrics`, the probes and the admin commands over
+/// HTTPS; plain HTTP is not served there, and `registry readonly` reaches
+/// it with `--cacert` and fails without.
+#[tokio::test]
+async fn the_debug_listener_serves_https_to_the_probes_and_the_admin_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("debug CA");
+    let (certificate, key) = ca.server("registry").write(&dir.path().join("debug"));
+    let ca_file = ca.write(&dir.path().join("ca"));
+    let debug_tls = TlsSettings::new(&certificate, &key);
+    let cluster = TestCluster::launch(1, None, move |config| {
+        config.debug_tls = Some(debug_tls.clone());
+    });
+    let debug = cluster.debug_addr(0);
+    let https = ca.client_builder().build().unwrap();
+    let readyz = format!("https://{debug}/readyz");
+    let ready = eventually(Duration::from_secs(60), || {
+        let (https, readyz) = (https.clone(), readyz.clone());
+        async move {
+            https
+                .get(&readyz)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    assert!(ready, "/readyz over HTTPS");
+    let metrics = https
+        .get(format!("https://{debug}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"registry_tls_certificate_expiry_timestamp_seconds{listener="http.debug.tls"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(http_get(debug, "/readyz").is_none(), "no plain HTTP");
+
+    let registry = crate::docker::registry_binary();
+    let cli = |cacert: bool| {
+        let mut command = std::process::Command::new(&registry);
+        command.args(["readonly", "status", "--addr", &debug.to_string()]);
+        if cacert {
+            command.arg("--cacert").arg(&ca_file);
+        }
+        command
+    };
+    let (mut with_ca, mut without) = (cli(true), cli(false));
+    let (with_ca, without) =
+        tokio::task::spawn_blocking(move || (with_ca.output().unwrap(), without.output().unwrap()))
+            .await
+            .unwrap();
+    assert!(
+        with_ca.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_ca.stderr)
+    );
+    assert!(String::from_utf8_lossy(&with_ca.stdout).starts_with("read-only: off"));
+    assert!(
+        !without.status.success(),
+        "plain HTTP to a TLS listener fails"
+    );
+}
