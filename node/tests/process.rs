@@ -272,6 +272,35 @@ async fn kill_9_during_pushes_loses_nothing_acknowledged() {
     child.wait().unwrap();
 }
 
+/// Starts s3s-fs on a free port and waits until it listens. Another test may
+/// take the port between `free_port` and the bind; s3s-fs then exits, and
+/// the next port is tried.
+async fn start_s3s_fs(tools: &Path, root: &Path) -> (Child, u16) {
+    for _attempt in 0..3 {
+        let port = free_port();
+        let mut s3 = Command::new(tools)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "env-key", "--secret-key", "env-secret"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("s3s-fs is installed (scripts/setup)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (s3, port);
+            }
+            if s3.try_wait().expect("s3s-fs status").is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "s3s-fs never listened on {port}");
+            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+        }
+    }
+    panic!("s3s-fs exited at start on three ports (see its stderr above)");
+}
+
 /// The S3 backend takes credentials from the usual AWS environment when the
 /// config names none. The server (s3s-fs, installed by scripts/setup)
 /// verifies signatures, so a push only succeeds with the right secret.
@@ -283,20 +312,7 @@ async fn s3_credentials_come_from_the_aws_environment() {
         .join(".cache/registry-tools/s3s/bin/s3s-fs");
     let bucket_root = tempfile::tempdir().unwrap();
     std::fs::create_dir(bucket_root.path().join("images")).unwrap();
-    let s3_port = free_port();
-    let mut s3 = Command::new(tools)
-        .args(["--host", "127.0.0.1", "--port", &s3_port.to_string()])
-        .args(["--access-key", "env-key", "--secret-key", "env-secret"])
-        .arg(bucket_root.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("s3s-fs is installed (scripts/setup)");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", s3_port)).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut s3, s3_port) = start_s3s_fs(&tools, bucket_root.path()).await;
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
