@@ -95,7 +95,13 @@ impl Node {
         let tls_metrics = crate::tls::TlsMetrics::new(&registry)?;
         // cluster.tls: the internal listener serves the node's certificate
         // and requires a peer's; calls to peers present the same one.
-        let internal_tls = server_tls("cluster.tls", config.internal_tls.as_ref(), &tls_metrics)?;
+        let mut certificate_watches = Vec::new();
+        let internal_tls = server_tls(
+            "cluster.tls",
+            config.internal_tls.as_ref(),
+            &tls_metrics,
+            &mut certificate_watches,
+        )?;
         let mut raft_config = config.raft.clone();
         if let (Some(settings), Some(tls)) = (&config.internal_tls, &internal_tls) {
             let client = settings
@@ -143,11 +149,6 @@ impl Node {
             pulls: pulls.clone(),
             forwarded: false,
         };
-        let mut certificate_watches: Vec<_> = internal_tls
-            .as_ref()
-            .map(|tls| tokio::spawn(tls.certificate.clone().watch()))
-            .into_iter()
-            .collect();
         let internal_server = listeners
             .internal
             .map(|listener| {
@@ -204,12 +205,12 @@ impl Node {
             .gc
             .enabled
             .then(|| tokio::spawn(crate::gc::run_forever(collector.clone())));
-        let api_tls = server_tls("http.tls", config.tls.as_ref(), &tls_metrics)?;
-        certificate_watches.extend(
-            api_tls
-                .as_ref()
-                .map(|tls| tokio::spawn(tls.certificate.clone().watch())),
-        );
+        let api_tls = server_tls(
+            "http.tls",
+            config.tls.as_ref(),
+            &tls_metrics,
+            &mut certificate_watches,
+        )?;
         let server = HttpServer::new(move || {
             let state = state.clone();
             App::new().configure(move |cfg| api::configure(cfg, state))
@@ -228,12 +229,12 @@ impl Node {
             server = server.disable_signals();
         }
         let server = server.run();
-        let debug_tls = server_tls("http.debug.tls", config.debug_tls.as_ref(), &tls_metrics)?;
-        certificate_watches.extend(
-            debug_tls
-                .as_ref()
-                .map(|tls| tokio::spawn(tls.certificate.clone().watch())),
-        );
+        let debug_tls = server_tls(
+            "http.debug.tls",
+            config.debug_tls.as_ref(),
+            &tls_metrics,
+            &mut certificate_watches,
+        )?;
         let (debug_addr, debug_server) = match listeners.debug {
             Some(listener) => (
                 Some(listener.local_addr()?),
@@ -472,15 +473,21 @@ fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// The rustls config of a listener with TLS settings; a certificate, key or
-/// CA bundle that does not load stops the start, naming the listener's keys.
+/// The rustls config of a listener with TLS settings, its certificate's
+/// reload watch added to `watches`; a certificate, key or CA bundle that does
+/// not load stops the start, naming the listener's keys.
 fn server_tls(
     listener: &'static str,
     settings: Option<&crate::tls::TlsSettings>,
     metrics: &crate::tls::TlsMetrics,
+    watches: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Option<crate::tls::ServerTls>, NodeError> {
-    settings
-        .map(|settings| settings.server(listener, metrics.clone()))
-        .transpose()
-        .map_err(|source| NodeError::Tls { listener, source })
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let tls = settings
+        .server(listener, metrics.clone())
+        .map_err(|source| NodeError::Tls { listener, source })?;
+    watches.push(tokio::spawn(tls.certificate.clone().watch()));
+    Ok(Some(tls))
 }

@@ -177,6 +177,21 @@ impl TestCluster {
         self.members[i].debug
     }
 
+    /// The value of one metric series (`name{labels}` exactly as `/metrics`
+    /// prints it) summed over the nodes; a node without the series counts 0.
+    pub fn metric_sum(&self, series: &str) -> u64 {
+        let prefix = format!("{series} ");
+        (0..self.len())
+            .map(|i| {
+                let (_, metrics) = http_get(self.debug_addr(i), "/metrics").expect("metrics");
+                metrics
+                    .lines()
+                    .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
     pub fn debug_url(&self, i: usize) -> String {
         format!("http://{}", self.members[i].debug)
     }

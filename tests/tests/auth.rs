@@ -5,7 +5,6 @@
 //! TLS.
 
 use api::auth::{AccessRule, Actions, AuthConfig, HtpasswdConfig};
-use registry_tests::cluster::http_get;
 use registry_tests::oci::{self, error_code, header, sha256, Client};
 use registry_tests::tls::TestCa;
 use registry_tests::{cluster_size_under_test, eventually, write_htpasswd, TestCluster};
@@ -88,17 +87,32 @@ async fn assert_refused(response: reqwest::Response, status: StatusCode, what: &
     }
 }
 
+/// `podman login` to HOST as `(user, password)`, trusting the CAs in
+/// `certs`, storing the login in `authfile`; podman's storage under `work`.
+pub(crate) fn podman_login(
+    work: &Path,
+    certs: &str,
+    authfile: &Path,
+    (user, password): (&str, &str),
+    host: &str,
+) -> std::process::Output {
+    std::process::Command::new("podman")
+        .arg("--root")
+        .arg(work.join("podman/root"))
+        .arg("--runroot")
+        .arg(work.join("podman/run"))
+        .args(["--storage-driver", "vfs", "login", "--cert-dir", certs])
+        .arg("--authfile")
+        .arg(authfile)
+        .args(["-u", user, "-p", password, host])
+        .output()
+        .expect("podman is installed")
+}
+
 pub(crate) fn auth_counter(cluster: &TestCluster, result: &str) -> u64 {
-    (0..cluster.len())
-        .map(|i| {
-            let (_, metrics) = http_get(cluster.debug_addr(i), "/metrics").expect("metrics");
-            let prefix = format!("registry_auth_requests_total{{result=\"{result}\"}} ");
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum()
+    cluster.metric_sum(&format!(
+        "registry_auth_requests_total{{result=\"{result}\"}}"
+    ))
 }
 
 #[tokio::test]
@@ -425,47 +439,19 @@ async fn skopeo_and_podman_log_in_over_tls() {
         // podman login checks the credentials against /v2/ and stores them;
         // skopeo then works from the stored login.
         let authfile = work.join("auth.json");
-        let podman = |args: &[&str]| {
-            std::process::Command::new("podman")
-                .arg("--root")
-                .arg(work.join("podman/root"))
-                .arg("--runroot")
-                .arg(work.join("podman/run"))
-                .args(["--storage-driver", "vfs"])
-                .args(args)
-                .output()
-                .expect("podman is installed")
-        };
-        let authfile_arg = authfile.display().to_string();
-        let login = podman(&[
-            "login",
-            "--cert-dir",
-            &certs,
-            "--authfile",
-            &authfile_arg,
-            "-u",
-            ALICE.0,
-            "-p",
-            ALICE.1,
-            &host,
-        ]);
+        let login = podman_login(&work, &certs, &authfile, ALICE, &host);
         assert!(
             login.status.success(),
             "podman login: {}",
             String::from_utf8_lossy(&login.stderr)
         );
-        let failed = podman(&[
-            "login",
-            "--cert-dir",
+        let failed = podman_login(
+            &work,
             &certs,
-            "--authfile",
-            &work.join("other.json").display().to_string(),
-            "-u",
-            ALICE.0,
-            "-p",
-            "wrong",
+            &work.join("other.json"),
+            (ALICE.0, "wrong"),
             &host,
-        ]);
+        );
         assert!(
             !failed.status.success(),
             "podman login with a wrong password fails"
@@ -475,7 +461,7 @@ async fn skopeo_and_podman_log_in_over_tls() {
             "--cert-dir",
             &certs,
             "--authfile",
-            &authfile_arg,
+            &authfile.display().to_string(),
             &image,
         ]);
     })

@@ -164,6 +164,32 @@ impl Daemons {
             .to_owned()
     }
 
+    /// Builds IMAGE `FROM scratch` with one file of `payload` (and `extra`
+    /// Dockerfile lines) with `docker build`.
+    fn build_scratch(&self, image: &str, payload: &[u8], extra: &str) {
+        let context = self.dir.path().join("context");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(context.join("payload"), payload).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            format!("FROM scratch\nCOPY payload /payload\n{extra}"),
+        )
+        .unwrap();
+        Daemons::ok(
+            self.docker(&["build", "-q", "-t", image, context.to_str().unwrap()]),
+            "docker build",
+        );
+    }
+
+    /// `docker push IMAGE`, `docker rmi` and `docker pull` it back; answers
+    /// the pushed digest.
+    fn push_and_pull_back(&self, image: &str) -> String {
+        let digest = self.push(image);
+        Daemons::ok(self.docker(&["rmi", image]), "docker rmi");
+        Daemons::ok(self.docker(&["pull", image]), "docker pull");
+        digest
+    }
+
     /// `scripts/image TAG` with the `registry` binary of this build.
     fn build_image(&self, tag: &str) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/image");
@@ -219,26 +245,10 @@ async fn docker_pushes_and_pulls_and_containerd_pulls() {
     let host = node.host();
     let digest = tokio::task::spawn_blocking(move || {
         let daemons = Daemons::start();
-        let context = daemons.dir.path().join("context");
-        std::fs::create_dir_all(&context).unwrap();
-        std::fs::write(
-            context.join("payload"),
-            (0..400_000u32).map(|i| (i % 239) as u8).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        std::fs::write(
-            context.join("Dockerfile"),
-            "FROM scratch\nCOPY payload /payload\nLABEL built.by=test\n",
-        )
-        .unwrap();
         let image = format!("{host}/docker/app:v1");
-        Daemons::ok(
-            daemons.docker(&["build", "-q", "-t", &image, context.to_str().unwrap()]),
-            "docker build",
-        );
-        let digest = daemons.push(&image);
-        Daemons::ok(daemons.docker(&["rmi", &image]), "docker rmi");
-        Daemons::ok(daemons.docker(&["pull", &image]), "docker pull");
+        let payload: Vec<u8> = (0..400_000u32).map(|i| (i % 239) as u8).collect();
+        daemons.build_scratch(&image, &payload, "LABEL built.by=test\n");
+        let digest = daemons.push_and_pull_back(&image);
         let labels = Daemons::ok(
             daemons.docker(&["image", "inspect", "--format", "{{.Config.Labels}}", &image]),
             "inspect",
@@ -309,22 +319,9 @@ async fn docker_logs_in_over_tls_and_the_rules_decide_its_pushes() {
             "docker login as alice",
         );
 
-        let context = daemons.dir.path().join("context");
-        std::fs::create_dir_all(&context).unwrap();
-        std::fs::write(context.join("payload"), vec![7u8; 200_000]).unwrap();
-        std::fs::write(
-            context.join("Dockerfile"),
-            "FROM scratch\nCOPY payload /payload\n",
-        )
-        .unwrap();
         let image = format!("{host}/team-a/app:v1");
-        Daemons::ok(
-            daemons.docker(&["build", "-q", "-t", &image, context.to_str().unwrap()]),
-            "docker build",
-        );
-        daemons.push(&image);
-        Daemons::ok(daemons.docker(&["rmi", &image]), "docker rmi");
-        Daemons::ok(daemons.docker(&["pull", &image]), "docker pull as alice");
+        daemons.build_scratch(&image, &[7u8; 200_000], "");
+        daemons.push_and_pull_back(&image);
 
         Daemons::ok(daemons.docker(&["logout", &host]), "docker logout");
         let challenged = crate::auth::auth_counter(&cluster, "unauthenticated");
@@ -379,25 +376,9 @@ async fn docker_logs_in_and_pushes_through_a_token_server() {
             daemons.login(&host, "alice", "alice-password"),
             "docker login through the token server",
         );
-        let context = daemons.dir.path().join("context");
-        std::fs::create_dir_all(&context).unwrap();
-        std::fs::write(context.join("payload"), vec![9u8; 150_000]).unwrap();
-        std::fs::write(
-            context.join("Dockerfile"),
-            "FROM scratch\nCOPY payload /payload\n",
-        )
-        .unwrap();
         let image = format!("{host}/team-a/tokens:v1");
-        Daemons::ok(
-            daemons.docker(&["build", "-q", "-t", &image, context.to_str().unwrap()]),
-            "docker build",
-        );
-        daemons.push(&image);
-        Daemons::ok(daemons.docker(&["rmi", &image]), "docker rmi");
-        Daemons::ok(
-            daemons.docker(&["pull", &image]),
-            "docker pull with a token",
-        );
+        daemons.build_scratch(&image, &[9u8; 150_000], "");
+        daemons.push_and_pull_back(&image);
         let outside = format!("{host}/elsewhere/tokens:v1");
         Daemons::ok(daemons.docker(&["tag", &image, &outside]), "docker tag");
         let refused = daemons.docker(&["push", &outside]);
@@ -436,25 +417,9 @@ async fn docker_logs_in_and_pushes_with_tokens_from_the_registry_itself() {
             daemons.login(&host, ALICE.0, ALICE.1),
             "docker login through the built-in token service",
         );
-        let context = daemons.dir.path().join("context");
-        std::fs::create_dir_all(&context).unwrap();
-        std::fs::write(context.join("payload"), vec![8u8; 150_000]).unwrap();
-        std::fs::write(
-            context.join("Dockerfile"),
-            "FROM scratch\nCOPY payload /payload\n",
-        )
-        .unwrap();
         let image = format!("{host}/team-a/builtin:v1");
-        Daemons::ok(
-            daemons.docker(&["build", "-q", "-t", &image, context.to_str().unwrap()]),
-            "docker build",
-        );
-        daemons.push(&image);
-        Daemons::ok(daemons.docker(&["rmi", &image]), "docker rmi");
-        Daemons::ok(
-            daemons.docker(&["pull", &image]),
-            "docker pull with a token",
-        );
+        daemons.build_scratch(&image, &[8u8; 150_000], "");
+        daemons.push_and_pull_back(&image);
         Daemons::ok(daemons.login(&host, BOB.0, BOB.1), "docker login as bob");
         let bobs = format!("{host}/team-a/bobs:v1");
         Daemons::ok(daemons.docker(&["tag", &image, &bobs]), "docker tag");

@@ -266,16 +266,9 @@ async fn served_certificate(ca: &TestCa, base: &str) -> Vec<u8> {
 }
 
 fn refused_reloads(cluster: &TestCluster) -> u64 {
-    let (_, metrics) = http_get(cluster.debug_addr(0), "/metrics").expect("metrics");
-    metrics
-        .lines()
-        .find(|line| {
-            line.starts_with(
-                r#"registry_tls_certificate_reloads_total{listener="http.tls",result="refused"}"#,
-            )
-        })
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+    cluster.metric_sum(
+        r#"registry_tls_certificate_reloads_total{listener="http.tls",result="refused"}"#,
+    )
 }
 
 #[tokio::test]

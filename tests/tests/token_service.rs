@@ -125,17 +125,9 @@ async fn assert_bearer_challenge(
 }
 
 pub(crate) fn token_counter(cluster: &TestCluster, result: &str) -> u64 {
-    (0..cluster.len())
-        .map(|i| {
-            let (_, metrics) =
-                registry_tests::cluster::http_get(cluster.debug_addr(i), "/metrics").unwrap();
-            let prefix = format!("registry_auth_token_requests_total{{result=\"{result}\"}} ");
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum()
+    cluster.metric_sum(&format!(
+        "registry_auth_token_requests_total{{result=\"{result}\"}}"
+    ))
 }
 
 #[tokio::test]
@@ -533,47 +525,15 @@ async fn real_clients_follow_the_challenge_to_the_built_in_token_service_over_tl
         );
 
         // podman login fetches a token with the credentials, as docker does.
-        let podman = |args: &[&str]| {
-            std::process::Command::new("podman")
-                .arg("--root")
-                .arg(work.join("podman/root"))
-                .arg("--runroot")
-                .arg(work.join("podman/run"))
-                .args(["--storage-driver", "vfs"])
-                .args(args)
-                .output()
-                .expect("podman is installed")
-        };
-        let authfile = work.join("auth.json").display().to_string();
-        let login = podman(&[
-            "login",
-            "--cert-dir",
-            &certs_arg,
-            "--authfile",
-            &authfile,
-            "-u",
-            ALICE.0,
-            "-p",
-            ALICE.1,
-            &host,
-        ]);
+        let authfile = work.join("auth.json");
+        let login = crate::auth::podman_login(&work, &certs_arg, &authfile, ALICE, &host);
         assert!(
             login.status.success(),
             "podman login: {}",
             String::from_utf8_lossy(&login.stderr)
         );
-        let wrong = podman(&[
-            "login",
-            "--cert-dir",
-            &certs_arg,
-            "--authfile",
-            &authfile,
-            "-u",
-            ALICE.0,
-            "-p",
-            "wrong",
-            &host,
-        ]);
+        let wrong =
+            crate::auth::podman_login(&work, &certs_arg, &authfile, (ALICE.0, "wrong"), &host);
         assert!(
             !wrong.status.success(),
             "podman login with a wrong password fails"
@@ -584,7 +544,7 @@ async fn real_clients_follow_the_challenge_to_the_built_in_token_service_over_tl
             "--dest-cert-dir",
             &certs_arg,
             "--dest-authfile",
-            &authfile,
+            &authfile.display().to_string(),
             &src,
             &format!("docker://{host}/team-a/podman:v1"),
         ]);
