@@ -642,6 +642,9 @@ fn tls_and_logins_come_from_mounted_secrets_the_registry_config_accepts() {
         "cluster.tls.existingSecret=peer-tls",
         "auth.htpasswd.existingSecret=users",
         "auth.tokenService.existingSecret=token-key",
+        "metrics.tls.existingSecret=metrics-cert",
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.serviceMonitor.tlsConfig.serverName=registry",
     ];
     let docs = render(&[], &sets);
     let pod = &one(&docs, "StatefulSet")["spec"]["template"]["spec"];
@@ -651,6 +654,7 @@ fn tls_and_logins_come_from_mounted_secrets_the_registry_config_accepts() {
         ("cluster-tls", "peer-tls"),
         ("htpasswd", "users"),
         ("token", "token-key"),
+        ("metrics-tls", "metrics-cert"),
     ] {
         let volumes = pod["volumes"].as_sequence().unwrap();
         let found = volumes.iter().find(|v| v["name"] == volume).expect(volume);
@@ -708,6 +712,19 @@ fn tls_and_logins_come_from_mounted_secrets_the_registry_config_accepts() {
         service.key,
         Path::new("/etc/registry-secrets/token/token-key.pem")
     );
+
+    let debug = config.debug_tls.expect("http.debug.tls");
+    assert_eq!(
+        debug.key,
+        Path::new("/etc/registry-secrets/metrics-tls/tls.key")
+    );
+    // The probes and Prometheus follow the port to HTTPS.
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+    }
+    let endpoint = &one(&docs, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(endpoint["tlsConfig"]["serverName"], "registry");
 
     let refused = template(&[], &["auth.tokenService.existingSecret=token-key"]).unwrap_err();
     assert!(

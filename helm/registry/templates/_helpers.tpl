@@ -98,6 +98,9 @@ tls: {{ . }}
 {{- with .Values.cluster.tls.existingSecret }}
 cluster-tls: {{ . }}
 {{- end }}
+{{- with .Values.metrics.tls.existingSecret }}
+metrics-tls: {{ . }}
+{{- end }}
 {{- with .Values.auth.htpasswd.existingSecret }}
 htpasswd: {{ . }}
 {{- end }}
