@@ -142,6 +142,32 @@ pub enum Command {
     /// When manifests were last pulled, batched by each node (lossy by
     /// design: one entry per node every few seconds, not one per pull).
     RecordPulls { pulls: Vec<(String, Digest, u64)> },
+    /// Applies `command` and, if it changed the state (`Done`), records
+    /// `events` after every event recorded before: a notification is
+    /// durable exactly when the change it describes is.
+    Notify {
+        events: Vec<EventRecord>,
+        command: Box<Command>,
+    },
+    /// A notification endpoint received every event up to ordinal
+    /// `through`; events up to `prune_through` (every endpoint's received
+    /// them) are forgotten.
+    EventsDelivered {
+        endpoint: String,
+        through: u64,
+        prune_through: u64,
+    },
+}
+
+/// A notification as its proposer wrote it: `body` is the event itself (the
+/// API's JSON); the rest is what delivery filters on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventRecord {
+    pub action: String,
+    pub media_type: Option<String>,
+    pub repository: String,
+    pub at_ms: u64,
+    pub body: Vec<u8>,
 }
 
 /// A tag a retention rule drops, as the plan saw it.
@@ -157,7 +183,9 @@ impl Command {
     /// Whether this is a client's write, which read-only mode refuses.
     pub fn is_client_write(&self) -> bool {
         match self {
-            Command::Once { command, .. } => command.is_client_write(),
+            Command::Once { command, .. } | Command::Notify { command, .. } => {
+                command.is_client_write()
+            }
             Command::CreateUpload { .. }
             | Command::OpenUpload { .. }
             | Command::CancelUpload { .. }
@@ -177,7 +205,9 @@ impl Command {
     /// deletes already done is not.
     pub fn is_collection(&self) -> bool {
         match self {
-            Command::Once { command, .. } => command.is_collection(),
+            Command::Once { command, .. } | Command::Notify { command, .. } => {
+                command.is_collection()
+            }
             Command::TombstoneBlobs { .. }
             | Command::CondemnBlobs { .. }
             | Command::MarkUnrooted { .. }
@@ -191,7 +221,9 @@ impl Command {
     /// which nodes serve from their local state under a read lease.
     pub fn retracts_content(&self) -> bool {
         match self {
-            Command::Once { command, .. } => command.retracts_content(),
+            Command::Once { command, .. } | Command::Notify { command, .. } => {
+                command.retracts_content()
+            }
             Command::DeleteManifest { .. }
             | Command::UnlinkBlob { .. }
             | Command::TombstoneBlobs { .. }

@@ -29,7 +29,8 @@ pub mod store;
 pub mod types;
 
 pub use command::{
-    BlobSource, Command, ManifestRecord, PlannedUntag, Response, UploadOwner, UploadRecord,
+    BlobSource, Command, EventRecord, ManifestRecord, PlannedUntag, Response, UploadOwner,
+    UploadRecord,
 };
 pub use config::RaftConfig;
 pub use error::MetaError;

@@ -28,6 +28,9 @@
 //! n/<node id, 8 bytes BE>               member that has joined with its own data
 //! q/<request id, 16 bytes BE>           (log index, Response) of an applied `Once`
 //! Q/<log index, 8 bytes BE>             request id applied at that index (for pruning)
+//! E/<ordinal, 8 bytes BE>               EventRecord, in log order (notifications)
+//! e/<endpoint>                          ordinal of the last event the endpoint received
+//! c/events                              ordinal of the last event recorded (u64)
 //! _/last_applied, _/membership          state machine bookkeeping (not in snapshots)
 //! ```
 
@@ -55,6 +58,9 @@ pub const PULLED: &[u8] = b"L/";
 pub const MEMBER: &[u8] = b"n/";
 pub const REQUEST: &[u8] = b"q/";
 pub const REQUEST_BY_INDEX: &[u8] = b"Q/";
+pub const EVENT: &[u8] = b"E/";
+pub const EVENT_CURSOR: &[u8] = b"e/";
+pub const EVENTS_RECORDED: &[u8] = b"c/events";
 pub const BOOKKEEPING: &[u8] = b"_/";
 pub const LAST_APPLIED: &[u8] = b"_/last_applied";
 pub const MEMBERSHIP: &[u8] = b"_/membership";
@@ -242,4 +248,12 @@ pub fn request(id: u128) -> Vec<u8> {
 
 pub fn request_by_index(index: u64) -> Vec<u8> {
     join(REQUEST_BY_INDEX, &[&index.to_be_bytes()])
+}
+
+pub fn event(ordinal: u64) -> Vec<u8> {
+    join(EVENT, &[&ordinal.to_be_bytes()])
+}
+
+pub fn event_cursor(endpoint: &str) -> Vec<u8> {
+    join(EVENT_CURSOR, &[endpoint.as_bytes()])
 }

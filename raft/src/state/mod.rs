@@ -192,9 +192,10 @@ fn apply_into(
     command: &Command,
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
-    // `Once` wraps the command: its inner command is checked on recursion.
+    // `Once` and `Notify` wrap a command: the inner one is checked on recursion.
     let refused_when_read_only = command.is_client_write() || command.is_collection();
-    if !matches!(command, Command::Once { .. }) && refused_when_read_only && view.read_only()? {
+    let wrapper = matches!(command, Command::Once { .. } | Command::Notify { .. });
+    if !wrapper && refused_when_read_only && view.read_only()? {
         return Ok(Response::ReadOnly);
     }
     let response = match command {
@@ -387,6 +388,33 @@ fn apply_into(
                 if newer && view.manifest(repo, digest)?.is_some() {
                     batch.insert(keys::pulled(repo, digest), encode(at_ms)?);
                 }
+            }
+            Response::Done
+        }
+        Command::Notify { events, command } => {
+            let response = apply_into(view, index, command, batch)?;
+            if response == Response::Done && !events.is_empty() {
+                let mut ordinal = view.events_recorded()?;
+                for event in events {
+                    ordinal += 1;
+                    batch.insert(keys::event(ordinal), encode(event)?);
+                }
+                batch.insert(keys::EVENTS_RECORDED, encode(&ordinal)?);
+            }
+            response
+        }
+        Command::EventsDelivered {
+            endpoint,
+            through,
+            prune_through,
+        } => {
+            let recorded = view.events_recorded()?;
+            let through = (*through).min(recorded);
+            if view.event_cursor(endpoint)?.is_none_or(|at| at < through) {
+                batch.insert(keys::event_cursor(endpoint), encode(&through)?);
+            }
+            for ordinal in view.event_ordinals_through((*prune_through).min(recorded))? {
+                batch.remove(keys::event(ordinal));
             }
             Response::Done
         }
@@ -664,6 +692,110 @@ mod tests {
             "a commit closes the session"
         );
         assert_eq!(run(&v, claim(1, 2)), Response::UploadUnknown);
+    }
+
+    fn event(action: &str) -> crate::EventRecord {
+        crate::EventRecord {
+            action: action.into(),
+            media_type: None,
+            repository: "r".into(),
+            at_ms: 1,
+            body: action.as_bytes().to_vec(),
+        }
+    }
+
+    fn notify(events: &[&str], command: Command) -> Command {
+        Command::Notify {
+            events: events.iter().map(|a| event(a)).collect(),
+            command: Box::new(command),
+        }
+    }
+
+    fn actions(v: &StateView, after: u64) -> Vec<(u64, String)> {
+        v.events_after(after, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(ordinal, e)| (ordinal, e.action))
+            .collect()
+    }
+
+    #[test]
+    fn events_are_recorded_with_the_change_they_describe_and_only_then() {
+        let (_dir, v) = view();
+        let put = |blobs: &[&str]| Command::PutManifest {
+            repo: "r".into(),
+            digest: d("m"),
+            tag: Some("v1".into()),
+            manifest: manifest(blobs, None),
+        };
+        assert_eq!(
+            run(&v, notify(&["push"], put(&["missing"]))),
+            Response::ManifestReferenceUnknown(d("missing"))
+        );
+        assert_eq!(
+            v.events_recorded().unwrap(),
+            0,
+            "a refused change has no event"
+        );
+        run(
+            &v,
+            notify(&["blob"], commit("r", "cfg", BlobSource::Direct)),
+        );
+        assert_eq!(
+            run(&v, notify(&["push", "tag"], put(&["cfg"]))),
+            Response::Done
+        );
+        assert_eq!(
+            actions(&v, 0),
+            vec![(1, "blob".into()), (2, "push".into()), (3, "tag".into())]
+        );
+        assert_eq!(actions(&v, 2), vec![(3, "tag".into())]);
+
+        run(&v, Command::SetReadOnly { enabled: true });
+        let refused = run(&v, notify(&["blob"], commit("r", "x", BlobSource::Direct)));
+        assert_eq!(
+            refused,
+            Response::ReadOnly,
+            "the wrapped write is still refused"
+        );
+        assert_eq!(v.events_recorded().unwrap(), 3);
+    }
+
+    #[test]
+    fn delivered_events_move_the_cursor_forward_and_prune_what_all_received() {
+        let (_dir, v) = view();
+        for _ in 0..4 {
+            run(&v, notify(&["push"], commit("r", "x", BlobSource::Direct)));
+        }
+        let delivered = |endpoint: &str, through, prune_through| Command::EventsDelivered {
+            endpoint: endpoint.into(),
+            through,
+            prune_through,
+        };
+        run(&v, delivered("a", 3, 0));
+        run(&v, delivered("b", 1, 1));
+        assert_eq!(v.event_cursor("a").unwrap(), Some(3));
+        assert_eq!(
+            actions(&v, 0).first().map(|e| e.0),
+            Some(2),
+            "event 1 pruned"
+        );
+        run(&v, delivered("a", 2, 1));
+        assert_eq!(
+            v.event_cursor("a").unwrap(),
+            Some(3),
+            "a cursor never moves back"
+        );
+        run(&v, delivered("b", 9, 99));
+        assert_eq!(
+            v.event_cursor("b").unwrap(),
+            Some(4),
+            "not past what was recorded"
+        );
+        assert!(actions(&v, 0).is_empty());
+        assert_eq!(v.events_recorded().unwrap(), 4, "ordinals keep counting");
+        run(&v, notify(&["push"], commit("r", "y", BlobSource::Direct)));
+        assert_eq!(actions(&v, 4), vec![(5, "push".into())]);
     }
 
     #[test]

@@ -61,6 +61,15 @@ pub struct Referrer {
     pub manifest: ManifestRecord,
 }
 
+fn event_ordinal(key: &[u8]) -> Result<u64> {
+    key.strip_prefix(keys::EVENT)
+        .and_then(|ordinal| <[u8; 8]>::try_from(ordinal).ok())
+        .map(u64::from_be_bytes)
+        .ok_or(ApplyError::from(crate::codec::CodecError::Corrupt(
+            "event key",
+        )))
+}
+
 /// A read-only view of the replicated state on this node.
 #[derive(Debug, Clone)]
 pub struct StateView {
@@ -367,6 +376,45 @@ impl StateView {
     }
 
     /// Whether the cluster is in read-only mode.
+    /// The ordinal of the last notification event recorded (0: none yet).
+    pub fn events_recorded(&self) -> Result<u64> {
+        Ok(self.get(keys::EVENTS_RECORDED)?.unwrap_or(0))
+    }
+
+    /// Up to `limit` recorded events after ordinal `after`, in order.
+    pub fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, crate::command::EventRecord)>> {
+        let start = keys::event(after.saturating_add(1));
+        self.tree
+            .range(start..)
+            .take_while(|item| {
+                item.as_ref()
+                    .map_or(true, |(key, _)| key.starts_with(keys::EVENT))
+            })
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((event_ordinal(&key)?, decode(&value)?))
+            })
+            .collect()
+    }
+
+    /// The ordinals of the events still stored up to `through`.
+    pub(crate) fn event_ordinals_through(&self, through: u64) -> Result<Vec<u64>> {
+        self.tree
+            .range(keys::event(0)..=keys::event(through))
+            .map(|item| event_ordinal(&item?.0))
+            .collect()
+    }
+
+    /// The last event ordinal `endpoint` received, as the log recorded it.
+    pub fn event_cursor(&self, endpoint: &str) -> Result<Option<u64>> {
+        self.get(&keys::event_cursor(endpoint))
+    }
+
     pub fn read_only(&self) -> Result<bool> {
         Ok(self.tree.contains_key(keys::READ_ONLY)?)
     }
