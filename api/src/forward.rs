@@ -69,6 +69,12 @@ pub async fn forward(
             request = request.header(*name, value.as_bytes());
         }
     }
+    if let Some(notifier) = state.notifier(req) {
+        request = request.header(
+            crate::events::CONTEXT_HEADER,
+            crate::events::encode_context(notifier.request()),
+        );
+    }
     if !crate::handlers::has_body(req) {
         return match request.send().await {
             Err(e) if e.is_connect() => {

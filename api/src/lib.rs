@@ -15,6 +15,7 @@ pub const PRESIGN_EXPIRY: std::time::Duration = std::time::Duration::from_secs(2
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod forward;
 pub mod handlers;
 pub mod manifest;
@@ -24,6 +25,7 @@ pub mod pulls;
 pub mod ratelimit;
 pub mod route;
 pub mod state;
+pub mod time;
 pub mod upload;
 
 pub use config::ApiConfig;
@@ -52,6 +54,8 @@ async fn dispatch(
     let started = std::time::Instant::now();
     let request_id = request_id(&req);
     let span = tracing::info_span!("request", id = %request_id);
+    req.extensions_mut()
+        .insert(events::RequestId(request_id.clone()));
     let serves_tokens = req.path() == auth::service::TOKEN_PATH
         && !state.forwarded
         && state.auth.as_ref().is_some_and(|auth| auth.serves_tokens());
@@ -270,10 +274,10 @@ async fn handle(
             manifests::put(state, req, payload, &name, &reference).await
         }
         Route::DeleteManifest { name, reference } => {
-            manifests::delete(state, &name, &reference).await
+            manifests::delete(state, req, &name, &reference).await
         }
         Route::GetBlob { name, digest, head } => blobs::get(state, req, &name, &digest, head).await,
-        Route::DeleteBlob { name, digest } => blobs::delete(state, &name, &digest).await,
+        Route::DeleteBlob { name, digest } => blobs::delete(state, req, &name, &digest).await,
         Route::StartUpload { name } => uploads::start(state, req, payload, &name).await,
         Route::UploadStatus { name, id } => uploads::status(state, req, payload, &name, id).await,
         Route::PatchUpload { name, id } => uploads::patch(state, req, payload, &name, id).await,

@@ -7,10 +7,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use storage::Digest;
 
-/// The pulls this node served since the last batch, latest time each.
+/// Pull events a node holds for its next batch at most; beyond, new ones
+/// are dropped (and counted) rather than memory growing while the log
+/// cannot be written.
+pub const MAX_PENDING_PULL_EVENTS: usize = 10_000;
+
+/// The pulls this node served since the last batch, latest time each, and
+/// their notification events.
 #[derive(Debug, Clone, Default)]
 pub struct PullLog {
     pending: Arc<Mutex<HashMap<(String, Digest), u64>>>,
+    events: Arc<Mutex<Vec<raft::EventRecord>>>,
+    dropped_events: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PullLog {
@@ -20,6 +28,28 @@ impl PullLog {
             .entry((repo.to_owned(), manifest.clone()))
             .or_default();
         *at = (*at).max(at_ms);
+    }
+
+    /// Keeps a pull's event for the next batch, unless the batch is full.
+    pub fn record_event(&self, event: raft::EventRecord) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() < MAX_PENDING_PULL_EVENTS {
+            events.push(event);
+        } else {
+            self.dropped_events
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The pull events recorded since the last call, in the order served.
+    pub fn take_events(&self) -> Vec<raft::EventRecord> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// How many pull events were dropped because a batch was full.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Everything recorded since the last call.

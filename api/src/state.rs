@@ -25,6 +25,8 @@ pub struct AppState {
     /// this node as the owner of what they touch: serve them here, never
     /// forward them again.
     pub forwarded: bool,
+    /// Notifications: what this node's events say of it; `None` records none.
+    pub events: Option<Arc<crate::events::EventsConfig>>,
 }
 
 impl AppState {
@@ -34,6 +36,11 @@ impl AppState {
             forwarded: true,
             ..self.clone()
         }
+    }
+
+    /// Builds the events of `req`, when notifications are on.
+    pub fn notifier(&self, req: &actix_web::HttpRequest) -> Option<crate::events::Notifier> {
+        crate::events::Notifier::of(self.events.as_ref(), req, self.forwarded)
     }
 
     pub fn blobs(&self) -> &Arc<dyn BlobStore> {

@@ -48,6 +48,8 @@ pub struct NodeConfig {
     pub log: crate::logging::LogFormat,
     pub purge: crate::purge::PurgeConfig,
     pub gc: crate::gc::GcConfig,
+    /// Where events go (`notifications`); no endpoints records no events.
+    pub notifications: crate::notify::NotifyConfig,
 }
 
 impl NodeConfig {
@@ -71,6 +73,7 @@ impl NodeConfig {
             log: crate::logging::LogFormat::default(),
             purge: crate::purge::PurgeConfig::default(),
             gc: crate::gc::GcConfig::default(),
+            notifications: crate::notify::NotifyConfig::default(),
         }
     }
 }
@@ -103,6 +106,9 @@ struct FileConfig {
     cluster: Option<ClusterSection>,
     /// Logins and access rules (docs/security.md).
     auth: Option<crate::auth::AuthSection>,
+    /// Events to webhooks (docs/operations.md).
+    #[serde(default)]
+    notifications: crate::notify::config::NotificationsSection,
 }
 
 /// A member of a multi-node cluster (docs/cluster.md).
@@ -627,6 +633,10 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         .map(crate::auth::AuthSection::validate)
         .transpose()
         .map_err(ConfigError::Invalid)?;
+    let notifications = file
+        .notifications
+        .validate()
+        .map_err(ConfigError::Invalid)?;
     let rate_limit = rate_limit_config(&file.http.ratelimit)?;
     let tls = file
         .http
@@ -692,6 +702,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         log: log_format(&file.log)?,
         purge,
         gc,
+        notifications,
     })
 }
 

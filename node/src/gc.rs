@@ -588,22 +588,37 @@ fn dry_report(plan: Plan) -> GcReport {
     }
 }
 
-/// Writes the pulls this node served to the log every `every`, in one
-/// entry, until the node stops.
-pub async fn record_pulls_forever(meta: MetaStore, pulls: api::pulls::PullLog, every: Duration) {
+/// Writes the pulls this node served (and their notification events) to
+/// the log every `every`, in one entry, until the node stops.
+pub async fn record_pulls_forever(
+    meta: MetaStore,
+    pulls: api::pulls::PullLog,
+    every: Duration,
+    dropped_events: Option<prometheus::IntCounter>,
+) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dropped_before = 0;
     loop {
         ticker.tick().await;
+        if let Some(counter) = &dropped_events {
+            let dropped = pulls.dropped_events();
+            counter.inc_by(dropped - dropped_before);
+            dropped_before = dropped;
+        }
         let batch = pulls.take();
-        if batch.is_empty() {
+        let events = pulls.take_events();
+        if batch.is_empty() && events.is_empty() {
             continue;
         }
-        let count = batch.len();
-        match meta.propose(Command::RecordPulls { pulls: batch }).await {
-            Ok(_) => tracing::debug!(manifests = count, "pulls recorded"),
-            // Lossy by design: retention may then see a pull as older.
-            Err(e) => tracing::warn!(manifests = count, error = %e, "pulls not recorded"),
+        let (count, event_count) = (batch.len(), events.len());
+        let command = api::events::with_events(events, Command::RecordPulls { pulls: batch });
+        match meta.propose(command).await {
+            Ok(_) => tracing::debug!(manifests = count, events = event_count, "pulls recorded"),
+            // Lossy by design: retention may then see a pull as older, and
+            // the pull events of this batch are not sent.
+            Err(e) => tracing::warn!(manifests = count, events = event_count, error = %e,
+                "pulls not recorded"),
         }
     }
 }

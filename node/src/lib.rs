@@ -12,6 +12,7 @@ mod internal;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 pub mod purge;
 pub mod tls;
 

@@ -31,6 +31,8 @@ pub enum NodeError {
     Cluster(String),
     #[error("{0}")]
     Auth(String),
+    #[error("notifications: {0}")]
+    Notifications(String),
     #[error("{listener}: {source}")]
     Tls {
         listener: &'static str,
@@ -64,6 +66,8 @@ pub struct Node {
     purger: Option<tokio::task::JoinHandle<()>>,
     collector: Option<tokio::task::JoinHandle<()>>,
     pull_recorder: tokio::task::JoinHandle<()>,
+    /// One per notification endpoint.
+    notifiers: Vec<tokio::task::JoinHandle<()>>,
     certificate_watches: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -123,10 +127,13 @@ impl Node {
             api_metrics.uploads_in_flight.clone(),
         ));
         let pulls = api::pulls::PullLog::default();
+        let (events, notifiers, pull_events_dropped) =
+            start_notifications(&config.notifications, &meta, addr, &registry)?;
         let pull_recorder = tokio::spawn(crate::gc::record_pulls_forever(
             meta.clone(),
             pulls.clone(),
             config.gc.pull_flush,
+            pull_events_dropped,
         ));
         let auth = config
             .auth
@@ -148,6 +155,7 @@ impl Node {
             metrics: api_metrics,
             pulls: pulls.clone(),
             forwarded: false,
+            events,
         };
         let internal_server = listeners
             .internal
@@ -273,6 +281,7 @@ impl Node {
             purger,
             collector: scheduled_collections,
             pull_recorder,
+            notifiers,
             certificate_watches,
         })
     }
@@ -340,6 +349,9 @@ impl Node {
             task.abort();
         }
         self.pull_recorder.abort();
+        for notifier in &self.notifiers {
+            notifier.abort();
+        }
         for watch in &self.certificate_watches {
             watch.abort();
         }
@@ -471,6 +483,52 @@ fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("tokio runtime")
         .block_on(f)
+}
+
+/// What the API needs to record events, one delivery task per endpoint,
+/// and the counter of pull events dropped; nothing without endpoints.
+#[allow(clippy::type_complexity)]
+fn start_notifications(
+    config: &crate::notify::NotifyConfig,
+    meta: &MetaStore,
+    addr: SocketAddr,
+    registry: &prometheus::Registry,
+) -> Result<
+    (
+        Option<Arc<api::events::EventsConfig>>,
+        Vec<tokio::task::JoinHandle<()>>,
+        Option<prometheus::IntCounter>,
+    ),
+    NodeError,
+> {
+    if config.endpoints.is_empty() {
+        return Ok((None, Vec::new(), None));
+    }
+    let metrics = crate::notify::NotifyMetrics::new(registry)?;
+    let names: Arc<Vec<String>> =
+        Arc::new(config.endpoints.iter().map(|e| e.name.clone()).collect());
+    let mut tasks = Vec::new();
+    for endpoint in &config.endpoints {
+        metrics.register_endpoint(&endpoint.name);
+        let deliverer = crate::notify::Deliverer::new(
+            meta.clone(),
+            endpoint.clone(),
+            names.clone(),
+            metrics.clone(),
+        )
+        .map_err(|e| NodeError::Notifications(e.to_string()))?;
+        tasks.push(tokio::spawn(deliverer.run_forever()));
+    }
+    let events = api::events::EventsConfig {
+        include_references: config.include_references,
+        source_addr: addr.to_string(),
+        instance: uuid::Uuid::new_v4().to_string(),
+    };
+    Ok((
+        Some(Arc::new(events)),
+        tasks,
+        Some(metrics.pull_events_dropped),
+    ))
 }
 
 /// The rustls config of a listener with TLS settings, its certificate's

@@ -161,39 +161,13 @@ impl TokenService {
             access_token: token.clone(),
             token,
             expires_in,
-            issued_at: rfc3339_utc(now),
+            issued_at: crate::time::rfc3339(
+                now.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default(),
+            ),
         })
     }
-}
-
-/// `2026-12-02T23:50:00Z`, from a civil-date conversion of Unix seconds
-/// (Howard Hinnant's `civil_from_days`), to avoid a date crate for one field.
-fn rfc3339_utc(time: SystemTime) -> String {
-    let seconds = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let (days, second_of_day) = (seconds / 86_400, seconds % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        second_of_day / 3_600,
-        second_of_day / 60 % 60,
-        second_of_day % 60
-    )
 }
 
 #[cfg(test)]
@@ -267,13 +241,5 @@ mod tests {
         };
         let refused = TokenService::new(&config).err().unwrap();
         assert!(refused.contains("auth.tokenservice.key"), "{refused}");
-    }
-
-    #[test]
-    fn issued_at_is_rfc_3339_utc() {
-        let at = |s| rfc3339_utc(UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(1_796_255_999), "2026-12-02T23:59:59Z");
     }
 }

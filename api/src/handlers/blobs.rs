@@ -2,6 +2,7 @@
 
 use super::{header, DOCKER_CONTENT_DIGEST};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::events::{with_events, Target};
 use crate::names::RepoName;
 use crate::state::AppState;
 use actix_web::body::SizedStream;
@@ -27,6 +28,9 @@ pub async fn get(
             format!("{digest} is not in {name}"),
         ));
     };
+    if !head && header(req, "Range").is_none_or(|r| r.starts_with("bytes=0-")) {
+        record_pull(state, req, name, digest, blob.size);
+    }
     if !head && state.config.redirect {
         if let Some(url) = state
             .blobs()
@@ -88,7 +92,26 @@ pub async fn get(
     Ok(response.body(SizedStream::new(length, stream)))
 }
 
-pub async fn delete(state: &AppState, name: &RepoName, digest: &Digest) -> ApiResult<HttpResponse> {
+/// A blob pull's event (one per GET of the whole blob, or of its start).
+fn record_pull(state: &AppState, req: &HttpRequest, name: &RepoName, digest: &Digest, size: u64) {
+    if let Some(notifier) = state.notifier(req) {
+        let target = Target::Blob {
+            digest,
+            size,
+            from: None,
+        };
+        state
+            .pulls
+            .record_event(notifier.event("pull", name.as_str(), target));
+    }
+}
+
+pub async fn delete(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &RepoName,
+    digest: &Digest,
+) -> ApiResult<HttpResponse> {
     if !state.config.delete_enabled {
         return Err(ApiError::new(
             ErrorCode::Unsupported,
@@ -99,7 +122,11 @@ pub async fn delete(state: &AppState, name: &RepoName, digest: &Digest) -> ApiRe
         repo: name.to_string(),
         digest: digest.clone(),
     };
-    match state.meta.propose(command).await? {
+    let events = state
+        .notifier(req)
+        .map(|n| vec![n.event("delete", name.as_str(), Target::DeletedBlob(digest))])
+        .unwrap_or_default();
+    match state.meta.propose(with_events(events, command)).await? {
         Response::Done => Ok(HttpResponse::Accepted().finish()),
         _ => Err(ApiError::new(
             ErrorCode::BlobUnknown,

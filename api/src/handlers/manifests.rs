@@ -2,6 +2,7 @@
 
 use super::{header, DOCKER_CONTENT_DIGEST};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::events::{with_events, Target};
 use crate::manifest;
 use crate::names::{Reference, RepoName};
 use crate::state::{now_ms, AppState};
@@ -87,6 +88,32 @@ pub async fn put(
         annotations: parsed.annotations,
         at_ms: now_ms(),
     };
+    let events = state
+        .notifier(req)
+        .map(|notifier| {
+            let mut tags: Vec<Option<&str>> = Vec::new();
+            for tag in tag.iter().chain(&query_tags) {
+                if !tags.contains(&Some(tag.as_str())) {
+                    tags.push(Some(tag));
+                }
+            }
+            if tags.is_empty() {
+                tags.push(None);
+            }
+            tags.into_iter()
+                .map(|tag| {
+                    let target = Target::Manifest {
+                        digest: &digest,
+                        media_type: &record.media_type,
+                        size: record.bytes.len() as u64,
+                        tag,
+                        bytes: &record.bytes,
+                    };
+                    notifier.event("push", name.as_str(), target)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let command = if query_tags.is_empty() {
         Command::PutManifest {
             repo: name.to_string(),
@@ -108,6 +135,7 @@ pub async fn put(
             manifest: record,
         }
     };
+    let command = with_events(events, command);
     match state.meta.propose(command).await? {
         Response::Done => {}
         Response::ManifestReferenceUnknown(missing) => {
@@ -201,6 +229,22 @@ pub async fn get(
     state
         .pulls
         .record(name.as_str(), &digest, crate::state::now_ms());
+    if let Some(notifier) = state.notifier(req) {
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Digest(_) => None,
+        };
+        let target = Target::Manifest {
+            digest: &digest,
+            media_type: &record.media_type,
+            size: record.bytes.len() as u64,
+            tag,
+            bytes: &record.bytes,
+        };
+        state
+            .pulls
+            .record_event(notifier.event("pull", name.as_str(), target));
+    }
     Ok(response.body(record.bytes))
 }
 
@@ -227,6 +271,7 @@ fn accepts(accept: Option<&str>, media_type: &str) -> bool {
 
 pub async fn delete(
     state: &AppState,
+    req: &HttpRequest,
     name: &RepoName,
     reference: &Reference,
 ) -> ApiResult<HttpResponse> {
@@ -246,7 +291,17 @@ pub async fn delete(
             tag: tag.as_str().to_owned(),
         },
     };
-    match state.meta.propose(command).await? {
+    let events = state
+        .notifier(req)
+        .map(|notifier| {
+            let target = match reference {
+                Reference::Digest(digest) => Target::DeletedManifest(digest),
+                Reference::Tag(tag) => Target::DeletedTag(tag.as_str()),
+            };
+            vec![notifier.event("delete", name.as_str(), target)]
+        })
+        .unwrap_or_default();
+    match state.meta.propose(with_events(events, command)).await? {
         Response::Done => Ok(HttpResponse::Accepted().finish()),
         _ => Err(ApiError::new(
             ErrorCode::ManifestUnknown,

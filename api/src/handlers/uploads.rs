@@ -27,7 +27,7 @@ pub async fn start(
             .extensions()
             .get::<crate::auth::MountRefused>()
             .is_none();
-        if may_read_source && mount_blob(state, name, &from, &digest).await? {
+        if may_read_source && mount_blob(state, req, name, &from, &digest).await? {
             return Ok(blob_created(name, &digest));
         }
         // Not mountable (or not the caller's to read): fall through to a
@@ -35,9 +35,10 @@ pub async fn start(
     } else if let Some(raw) = q.get("digest") {
         let digest = parse_digest(raw)?;
         let (forward, body) = pump(payload, state.metrics.received_bytes.clone());
+        let notifier = state.notifier(req);
         let (_, stored) = futures::join!(
             forward,
-            upload::store_blob(state, name.as_str(), &digest, body)
+            upload::store_blob(state, name.as_str(), &digest, body, notifier.as_ref())
         );
         stored?;
         return Ok(blob_created(name, &digest));
@@ -64,6 +65,7 @@ pub async fn start(
 
 async fn mount_blob(
     state: &AppState,
+    req: &HttpRequest,
     name: &RepoName,
     from: &RepoName,
     digest: &Digest,
@@ -84,6 +86,18 @@ async fn mount_blob(
         at_ms: now_ms(),
         generation: view.generation_to_write(digest)?,
     };
+    let events = state
+        .notifier(req)
+        .map(|notifier| {
+            let target = crate::events::Target::Blob {
+                digest,
+                size: blob.size,
+                from: Some(from.as_str()),
+            };
+            vec![notifier.event("mount", name.as_str(), target)]
+        })
+        .unwrap_or_default();
+    let command = crate::events::with_events(events, command);
     Ok(state.meta.propose(command).await? == Response::Done)
 }
 
@@ -250,6 +264,7 @@ pub async fn finish(
             digest: digest.clone(),
             start,
             body: Some(body),
+            notifier: state.notifier(req),
         };
         let (_, size) = futures::join!(forward, addr.send(message));
         size??
@@ -258,6 +273,7 @@ pub async fn finish(
             digest: digest.clone(),
             start: None,
             body: None,
+            notifier: state.notifier(req),
         })
         .await??
     };

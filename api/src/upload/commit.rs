@@ -16,6 +16,8 @@ pub struct VerifiedBlob<'a> {
     pub digest: &'a Digest,
     pub size: u64,
     pub source: BlobSource,
+    /// Builds the push event recorded with the blob, when notifications are on.
+    pub notifier: Option<&'a crate::events::Notifier>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,18 @@ pub async fn commit_verified(
             at_ms,
             generation,
         };
+        let events = blob
+            .notifier
+            .map(|notifier| {
+                let target = crate::events::Target::Blob {
+                    digest: blob.digest,
+                    size: blob.size,
+                    from: None,
+                };
+                vec![notifier.event("push", blob.repo, target)]
+            })
+            .unwrap_or_default();
+        let command = crate::events::with_events(events, command);
         match meta.propose(command).await? {
             Response::StaleGeneration(next) if placement == Placement::AlreadyThere => {
                 tracing::info!(digest = %blob.digest, stale = generation, next,

@@ -30,6 +30,8 @@ pub struct Finish {
     pub digest: Digest,
     pub start: Option<u64>,
     pub body: Option<Body>,
+    /// Builds the blob's push event, when notifications are on.
+    pub notifier: Option<crate::events::Notifier>,
 }
 
 impl Message for Finish {

@@ -18,6 +18,7 @@ pub async fn store_blob(
     repo: &str,
     digest: &Digest,
     body: Body,
+    notifier: Option<&crate::events::Notifier>,
 ) -> ApiResult<u64> {
     let id = Uuid::new_v4();
     let hasher = Arc::new(Mutex::new(Hasher::new(digest.algorithm())));
@@ -57,6 +58,7 @@ pub async fn store_blob(
         digest,
         size,
         source: BlobSource::Direct,
+        notifier,
     };
     match commit_verified(&state.meta, &state.staging, blob, now_ms()).await? {
         Response::Done => Ok(size),

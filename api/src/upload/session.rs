@@ -124,7 +124,9 @@ impl Handler<Finish> for UploadSession {
 
     fn handle(&mut self, msg: Finish, _: &mut Context<Self>) -> Self::Result {
         self.exclusive(|mut w| async move {
-            let result = w.finish(msg.digest, msg.start, msg.body).await;
+            let result = w
+                .finish(msg.digest, msg.start, msg.body, msg.notifier.as_ref())
+                .await;
             let done = matches!(
                 result,
                 Ok(_) | Err(UploadError::Unknown | UploadError::CollectedMeanwhile(_))
@@ -211,6 +213,7 @@ impl Worker {
         digest: Digest,
         start: Option<u64>,
         body: Option<Body>,
+        notifier: Option<&crate::events::Notifier>,
     ) -> Result<u64, UploadError> {
         if let Some(body) = body {
             self.append(start, body).await?;
@@ -243,6 +246,7 @@ impl Worker {
             digest: &digest,
             size,
             source: BlobSource::Upload(self.id.to_string()),
+            notifier,
         };
         match commit_verified(&self.meta, &self.staging, blob, now_ms()).await {
             Ok(Response::Done) => Ok(size),
