@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod gc_bench;
 pub mod gcs;
 pub mod oci;
+pub mod receiver;
 pub mod roundtrip;
 pub mod s3;
 pub mod swift;

@@ -11,6 +11,7 @@ mod gc;
 mod gcs_backend;
 mod helm;
 mod metrics;
+mod notifications;
 mod oci_client;
 mod oci_discovery;
 mod oci_management;

@@ -87,9 +87,10 @@ impl Deliverer {
             let recorded = view.events_recorded().unwrap_or(0);
             let logged = view.event_cursor(self.name()).ok().flatten().unwrap_or(0);
             if !self.leads() {
+                // Only the leader delivers, so only it has anything pending:
+                // summed over the nodes, the gauge is the cluster's backlog.
                 delivered = None;
-                self.metrics
-                    .set_pending(self.name(), recorded.saturating_sub(logged));
+                self.metrics.set_pending(self.name(), 0);
                 tokio::time::sleep(IDLE_POLL).await; // poll interval
                 continue;
             }
@@ -105,6 +106,9 @@ impl Deliverer {
                     "notifications: backlog full, the oldest events were dropped"
                 );
                 cursor = oldest_kept;
+                // A new leader must not send them either.
+                self.write_cursor(cursor).await;
+                written_at = Instant::now();
             }
             self.metrics.set_pending(self.name(), recorded - cursor);
             let batch = view.events_after(cursor, BATCH).unwrap_or_default();

@@ -20,7 +20,7 @@ impl NotifyMetrics {
         let pending = IntGaugeVec::new(
             Opts::new(
                 "registry_notifications_pending",
-                "Events recorded that the endpoint has not received yet",
+                "Events recorded that the endpoint has not received yet (on the leader, which delivers; 0 elsewhere)",
             ),
             &["endpoint"],
         )?;
