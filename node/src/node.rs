@@ -128,7 +128,7 @@ impl Node {
         ));
         let pulls = api::pulls::PullLog::default();
         let (events, notifiers, pull_events_dropped) =
-            start_notifications(&config.notifications, &meta, addr, &registry)?;
+            start_notifications(&config, &meta, addr, &registry)?;
         let pull_recorder = tokio::spawn(crate::gc::record_pulls_forever(
             meta.clone(),
             pulls.clone(),
@@ -262,6 +262,7 @@ impl Node {
             %addr,
             tls = config.tls.is_some(),
             auth = config.auth.is_some(),
+            notifications = config.notifications.endpoints.len(),
             debug = %debug_addr.map_or("off".to_owned(), |a| a.to_string()),
             internal = internal_addr.as_deref().unwrap_or("off"),
             node = config.raft.node_id,
@@ -489,7 +490,7 @@ fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
 /// and the counter of pull events dropped; nothing without endpoints.
 #[allow(clippy::type_complexity)]
 fn start_notifications(
-    config: &crate::notify::NotifyConfig,
+    node: &NodeConfig,
     meta: &MetaStore,
     addr: SocketAddr,
     registry: &prometheus::Registry,
@@ -501,6 +502,7 @@ fn start_notifications(
     ),
     NodeError,
 > {
+    let config = &node.notifications;
     if config.endpoints.is_empty() {
         return Ok((None, Vec::new(), None));
     }
@@ -519,9 +521,20 @@ fn start_notifications(
         .map_err(|e| NodeError::Notifications(e.to_string()))?;
         tasks.push(tokio::spawn(deliverer.run_forever()));
     }
+    // Receivers tell nodes apart by `source.addr`: the name peers know this
+    // node by, with the API's port, rather than a wildcard bind address.
+    let source_addr = match node
+        .raft
+        .advertise
+        .as_deref()
+        .and_then(|a| a.rsplit_once(':'))
+    {
+        Some((host, _)) => format!("{host}:{}", addr.port()),
+        None => addr.to_string(),
+    };
     let events = api::events::EventsConfig {
         include_references: config.include_references,
-        source_addr: addr.to_string(),
+        source_addr,
         instance: uuid::Uuid::new_v4().to_string(),
     };
     Ok((

@@ -578,6 +578,15 @@ impl MetaStore {
         self.inner.raft.metrics().borrow().clone()
     }
 
+    /// Waits until this node's Raft state moves (an entry applied, a term or
+    /// leader change) or `at_most` passes, whichever is first: background
+    /// tasks that follow the log wake on new entries instead of polling.
+    pub async fn moved_within(&self, at_most: std::time::Duration) {
+        let mut watch = self.inner.raft.metrics();
+        watch.borrow_and_update();
+        let _ = tokio::time::timeout(at_most, watch.changed()).await;
+    }
+
     /// Stops Raft; the log and state are flushed.
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {

@@ -22,7 +22,8 @@ const BATCH: usize = 64;
 const CURSOR_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts at a failing endpoint.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// How often an idle endpoint looks for new events.
+/// How often an idle endpoint looks for new events at least (it also wakes
+/// on every entry this node applies).
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// What became of one event.
@@ -77,7 +78,7 @@ impl Deliverer {
 
     /// Delivers until the node stops.
     pub async fn run_forever(self) {
-        tracing::info!(endpoint = self.name(), url = %self.endpoint.url, "notifications: delivering");
+        tracing::debug!(endpoint = self.name(), url = %self.endpoint.url, "notifications: delivering");
         // The cursor this node delivered to while it leads, ahead of what
         // the log has until the next write.
         let mut delivered: Option<u64> = None;
@@ -118,7 +119,7 @@ impl Deliverer {
                     written_at = Instant::now();
                 }
                 delivered = Some(cursor);
-                tokio::time::sleep(IDLE_POLL).await; // poll interval
+                self.meta.moved_within(IDLE_POLL).await;
                 continue;
             }
             for (ordinal, event) in batch {
