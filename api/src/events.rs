@@ -123,6 +123,23 @@ pub enum Target<'a> {
     DeletedBlob(&'a Digest),
 }
 
+impl<'a> Target<'a> {
+    /// A stored manifest, as a push or pull of `tag` (or by digest).
+    pub fn manifest(
+        digest: &'a Digest,
+        record: &'a raft::ManifestRecord,
+        tag: Option<&'a str>,
+    ) -> Self {
+        Target::Manifest {
+            digest,
+            media_type: &record.media_type,
+            size: record.bytes.len() as u64,
+            tag,
+            bytes: &record.bytes,
+        }
+    }
+}
+
 /// Builds this node's events for one request.
 #[derive(Debug, Clone)]
 pub struct Notifier {

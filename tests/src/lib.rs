@@ -13,6 +13,7 @@ pub mod receiver;
 pub mod roundtrip;
 pub mod s3;
 pub mod swift;
+pub mod thread_server;
 pub mod tls;
 pub mod token_server;
 

@@ -1,7 +1,7 @@
 //! A notification endpoint on loopback: keeps every envelope POSTed to it
 //! and answers with the status the test sets (200 until told otherwise).
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,45 +26,26 @@ struct Shared {
 pub struct EventReceiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: crate::thread_server::ThreadServer,
 }
 
 impl EventReceiver {
     pub fn start() -> Self {
-        Self::start_on(TcpListener::bind("127.0.0.1:0").expect("bind"))
-    }
-
-    fn start_on(listener: TcpListener) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared {
             deliveries: Mutex::default(),
             status: AtomicU16::new(200),
         });
         let state = shared.clone();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(web::Data::new(state.clone()))
-                        .default_service(web::to(receive))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .expect("listen")
-                .run();
-                let _ = sender.send(server.handle());
-                let _ = server.await;
-            })
+        let server = crate::thread_server::ThreadServer::start(listener, move |app| {
+            app.app_data(web::Data::new(state.clone()))
+                .default_service(web::to(receive));
         });
-        let handle = receiver.recv().expect("receiver starts");
         EventReceiver {
             addr,
             shared,
-            handle,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -101,16 +82,6 @@ impl EventReceiver {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len()
-    }
-}
-
-impl Drop for EventReceiver {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        let _ = std::thread::spawn(move || futures::executor::block_on(handle.stop(false))).join();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

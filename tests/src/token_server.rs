@@ -4,7 +4,7 @@
 //! (the token spec's intersection). It signs with an ECDSA key whose
 //! certificate a test CA issued, and names the key the way the test asks.
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
@@ -222,8 +222,7 @@ struct Shared {
 pub struct TokenServer {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: crate::thread_server::ThreadServer,
 }
 
 impl TokenServer {
@@ -236,29 +235,14 @@ impl TokenServer {
             issued: Mutex::new(0),
         });
         let state = shared.clone();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(web::Data::new(state.clone()))
-                        .route("/token", web::get().to(token))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .expect("listen")
-                .run();
-                let _ = sender.send(server.handle());
-                let _ = server.await;
-            })
+        let server = crate::thread_server::ThreadServer::start(listener, move |app| {
+            app.app_data(web::Data::new(state.clone()))
+                .route("/token", web::get().to(token));
         });
-        let handle = receiver.recv().expect("token server starts");
         TokenServer {
             addr,
             shared,
-            handle,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -273,16 +257,6 @@ impl TokenServer {
     /// Tokens issued so far.
     pub fn issued(&self) -> u64 {
         *self.shared.issued.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        let _ = std::thread::spawn(move || futures::executor::block_on(handle.stop(false))).join();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

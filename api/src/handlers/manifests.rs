@@ -102,13 +102,7 @@ pub async fn put(
             }
             tags.into_iter()
                 .map(|tag| {
-                    let target = Target::Manifest {
-                        digest: &digest,
-                        media_type: &record.media_type,
-                        size: record.bytes.len() as u64,
-                        tag,
-                        bytes: &record.bytes,
-                    };
+                    let target = Target::manifest(&digest, &record, tag);
                     notifier.event("push", name.as_str(), target)
                 })
                 .collect()
@@ -234,13 +228,7 @@ pub async fn get(
             Reference::Tag(tag) => Some(tag.as_str()),
             Reference::Digest(_) => None,
         };
-        let target = Target::Manifest {
-            digest: &digest,
-            media_type: &record.media_type,
-            size: record.bytes.len() as u64,
-            tag,
-            bytes: &record.bytes,
-        };
+        let target = Target::manifest(&digest, &record, tag);
         state
             .pulls
             .record_event(notifier.event("pull", name.as_str(), target));
