@@ -184,11 +184,7 @@ impl Notifier {
                 bytes,
             } => {
                 media_type = Some(kind.to_owned());
-                body.insert("mediaType".into(), kind.into());
-                body.insert("digest".into(), digest.to_string().into());
-                body.insert("size".into(), size.into());
-                body.insert("length".into(), size.into());
-                body.insert("repository".into(), repository.into());
+                describe(&mut body, kind, digest, size, repository);
                 body.insert("url".into(), url("manifests", &digest.to_string()).into());
                 if let Some(tag) = tag {
                     body.insert("tag".into(), tag.into());
@@ -199,11 +195,7 @@ impl Notifier {
             }
             Target::Blob { digest, size, from } => {
                 media_type = Some(BLOB_MEDIA_TYPE.to_owned());
-                body.insert("mediaType".into(), BLOB_MEDIA_TYPE.into());
-                body.insert("digest".into(), digest.to_string().into());
-                body.insert("size".into(), size.into());
-                body.insert("length".into(), size.into());
-                body.insert("repository".into(), repository.into());
+                describe(&mut body, BLOB_MEDIA_TYPE, digest, size, repository);
                 if let Some(from) = from {
                     body.insert("fromRepository".into(), from.into());
                 }
@@ -245,6 +237,22 @@ impl Notifier {
             body: serde_json::to_vec(&event).unwrap_or_default(),
         }
     }
+}
+
+/// The descriptor fields a push, pull or mount target has (`length` is
+/// distribution's deprecated copy of `size`).
+fn describe(
+    body: &mut serde_json::Map<String, serde_json::Value>,
+    media_type: &str,
+    digest: &Digest,
+    size: u64,
+    repository: &str,
+) {
+    body.insert("mediaType".into(), media_type.into());
+    body.insert("digest".into(), digest.to_string().into());
+    body.insert("size".into(), size.into());
+    body.insert("length".into(), size.into());
+    body.insert("repository".into(), repository.into());
 }
 
 /// `command` carrying `events`, recorded only if it applies.

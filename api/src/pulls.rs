@@ -18,10 +18,19 @@ pub const MAX_PENDING_PULL_EVENTS: usize = 10_000;
 pub struct PullLog {
     pending: Arc<Mutex<HashMap<(String, Digest), u64>>>,
     events: Arc<Mutex<Vec<raft::EventRecord>>>,
-    dropped_events: Arc<std::sync::atomic::AtomicU64>,
+    /// Counts pull events dropped because a batch was full.
+    dropped_events: Option<prometheus::IntCounter>,
 }
 
 impl PullLog {
+    /// A log whose dropped pull events are counted in `dropped_events`.
+    pub fn counting_dropped_events(dropped_events: Option<prometheus::IntCounter>) -> Self {
+        PullLog {
+            dropped_events,
+            ..PullLog::default()
+        }
+    }
+
     pub fn record(&self, repo: &str, manifest: &Digest, at_ms: u64) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let at = pending
@@ -35,21 +44,14 @@ impl PullLog {
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.len() < MAX_PENDING_PULL_EVENTS {
             events.push(event);
-        } else {
-            self.dropped_events
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else if let Some(dropped) = &self.dropped_events {
+            dropped.inc();
         }
     }
 
     /// The pull events recorded since the last call, in the order served.
     pub fn take_events(&self) -> Vec<raft::EventRecord> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// How many pull events were dropped because a batch was full.
-    pub fn dropped_events(&self) -> u64 {
-        self.dropped_events
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Everything recorded since the last call.

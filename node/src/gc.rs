@@ -590,22 +590,11 @@ fn dry_report(plan: Plan) -> GcReport {
 
 /// Writes the pulls this node served (and their notification events) to
 /// the log every `every`, in one entry, until the node stops.
-pub async fn record_pulls_forever(
-    meta: MetaStore,
-    pulls: api::pulls::PullLog,
-    every: Duration,
-    dropped_events: Option<prometheus::IntCounter>,
-) {
+pub async fn record_pulls_forever(meta: MetaStore, pulls: api::pulls::PullLog, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut dropped_before = 0;
     loop {
         ticker.tick().await;
-        if let Some(counter) = &dropped_events {
-            let dropped = pulls.dropped_events();
-            counter.inc_by(dropped - dropped_before);
-            dropped_before = dropped;
-        }
         let batch = pulls.take();
         let events = pulls.take_events();
         if batch.is_empty() && events.is_empty() {

@@ -126,14 +126,13 @@ impl Node {
             threads,
             api_metrics.uploads_in_flight.clone(),
         ));
-        let pulls = api::pulls::PullLog::default();
         let (events, notifiers, pull_events_dropped) =
             start_notifications(&config, &meta, addr, &registry)?;
+        let pulls = api::pulls::PullLog::counting_dropped_events(pull_events_dropped);
         let pull_recorder = tokio::spawn(crate::gc::record_pulls_forever(
             meta.clone(),
             pulls.clone(),
             config.gc.pull_flush,
-            pull_events_dropped,
         ));
         let auth = config
             .auth

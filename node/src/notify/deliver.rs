@@ -155,6 +155,8 @@ impl Deliverer {
         let mut envelope = b"{\"events\":[".to_vec();
         envelope.extend_from_slice(&event.body);
         envelope.extend_from_slice(b"]}");
+        // Each retry sends the same bytes without copying them.
+        let envelope = bytes::Bytes::from(envelope);
         let mut failures = 0u32;
         loop {
             let mut request = self
