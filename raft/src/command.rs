@@ -157,6 +157,19 @@ pub enum Command {
         through: u64,
         prune_through: u64,
     },
+    /// A pull-through cache stores a manifest its upstream served, tagged
+    /// with `tag` if it was asked for by tag, without the blobs and child
+    /// manifests it references: those are fetched when they are pulled. The
+    /// blobs count as referenced from now on, so a collection never takes
+    /// one the cache fetches later. `manifest.at_ms` is when the upstream
+    /// was asked; storing the same manifest again moves it on (the tag's
+    /// `ttl` counts from it).
+    CacheManifest {
+        repo: String,
+        digest: Digest,
+        tag: Option<String>,
+        manifest: ManifestRecord,
+    },
 }
 
 /// A notification as its proposer wrote it: `body` is the event itself (the
@@ -193,6 +206,7 @@ impl Command {
             | Command::CommitBlobAt { .. }
             | Command::PutManifest { .. }
             | Command::PutManifestTags { .. }
+            | Command::CacheManifest { .. }
             | Command::DeleteManifest { .. }
             | Command::DeleteTag { .. }
             | Command::UnlinkBlob { .. } => true,

@@ -35,25 +35,40 @@ pub fn apply(
     Ok((batch, response))
 }
 
+/// Which references a stored manifest must find in its repository.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum References {
+    /// A push: every blob and child manifest it names is there.
+    Present,
+    /// A pull-through cache's copy: they are fetched when pulled.
+    Fetched,
+}
+
 /// Stores a manifest, tagged with each of `tags`, once every blob and
-/// child it references is in the repository.
+/// child it references is in the repository (or, for a cache, without).
 fn put_manifest(
     view: &StateView,
     repo: &str,
     digest: &storage::Digest,
     tags: &[String],
     manifest: &crate::ManifestRecord,
+    references: References,
     batch: &mut sled::Batch,
 ) -> Result<Response, ApplyError> {
     let mut found = Vec::with_capacity(manifest.blobs.len());
     for blob in &manifest.blobs {
         match view.blob_in_repo(repo, blob)? {
-            None => return Ok(Response::ManifestReferenceUnknown(blob.clone())),
-            Some(record) => found.push((blob, record)),
+            None if references == References::Present => {
+                return Ok(Response::ManifestReferenceUnknown(blob.clone()))
+            }
+            record => found.push((blob, record)),
         }
     }
     for child in &manifest.children {
-        if child != digest && view.manifest(repo, child)?.is_none() {
+        if references == References::Present
+            && child != digest
+            && view.manifest(repo, child)?.is_none()
+        {
             return Ok(Response::ManifestReferenceUnknown(child.clone()));
         }
     }
@@ -61,6 +76,7 @@ fn put_manifest(
     let mut revived = 0;
     for (blob, record) in found {
         batch.insert(keys::blob_reference(blob, repo, digest), Vec::<u8>::new());
+        let Some(record) = record else { continue };
         revived += u64::from(collect::revive_if_hidden(
             view,
             blob,
@@ -257,13 +273,43 @@ fn apply_into(
             digest,
             tag,
             manifest,
-        } => put_manifest(view, repo, digest, tag.as_slice(), manifest, batch)?,
+        } => put_manifest(
+            view,
+            repo,
+            digest,
+            tag.as_slice(),
+            manifest,
+            References::Present,
+            batch,
+        )?,
         Command::PutManifestTags {
             repo,
             digest,
             tags,
             manifest,
-        } => put_manifest(view, repo, digest, tags, manifest, batch)?,
+        } => put_manifest(
+            view,
+            repo,
+            digest,
+            tags,
+            manifest,
+            References::Present,
+            batch,
+        )?,
+        Command::CacheManifest {
+            repo,
+            digest,
+            tag,
+            manifest,
+        } => put_manifest(
+            view,
+            repo,
+            digest,
+            tag.as_slice(),
+            manifest,
+            References::Fetched,
+            batch,
+        )?,
         Command::DeleteManifest { repo, digest } => match view.manifest(repo, digest)? {
             None => Response::ManifestUnknown,
             Some(record) => {
@@ -931,6 +977,52 @@ mod tests {
             },
         );
         assert!(v.pending_sweeps().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cached_manifest_needs_no_blobs_and_keeps_those_fetched_later() {
+        let (_dir, v) = view();
+        let cache = |tag: Option<&str>, at_ms| Command::CacheManifest {
+            repo: "hub/lib/x".into(),
+            digest: d("m"),
+            tag: tag.map(str::to_owned),
+            manifest: ManifestRecord {
+                at_ms,
+                ..manifest(&["config", "layer"], None)
+            },
+        };
+        let push = Command::PutManifest {
+            repo: "hub/lib/x".into(),
+            digest: d("m"),
+            tag: None,
+            manifest: manifest(&["config", "layer"], None),
+        };
+        assert_eq!(
+            run(&v, push),
+            Response::ManifestReferenceUnknown(d("config")),
+            "a push still needs its blobs"
+        );
+        assert_eq!(run(&v, cache(Some("v1"), 5)), Response::Done);
+        assert_eq!(v.tag("hub/lib/x", "v1").unwrap(), Some(d("m")));
+        assert_eq!(
+            v.tag_pushed_at("hub/lib/x", &d("m"), "v1").unwrap(),
+            Some(5)
+        );
+        assert!(v.blob_referenced(&d("layer")).unwrap(), "before it exists");
+        run(&v, commit_at("hub/lib/x", "layer", 0, 10));
+        assert_eq!(
+            run(&v, tombstone(&["layer"], 1000, 2000)),
+            collected(&[]),
+            "a blob the cache fetched after its manifest stays"
+        );
+        assert_eq!(run(&v, cache(Some("v1"), 50)), Response::Done);
+        assert_eq!(
+            v.tag_pushed_at("hub/lib/x", &d("m"), "v1").unwrap(),
+            Some(50),
+            "storing it again moves the tag's time on"
+        );
+        run(&v, Command::SetReadOnly { enabled: true });
+        assert_eq!(run(&v, cache(None, 60)), Response::ReadOnly);
     }
 
     #[test]
