@@ -149,7 +149,7 @@ impl ErrorCode {
 }
 
 /// An error answer: a code and a detail for the client.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub detail: String,

@@ -1,5 +1,5 @@
 //! Forwarding an OCI request to the node that owns what it touches (an
-//! upload session), over the peer's internal listener, and relaying the
+//! upload session, a pull-through cache's fetch of a blob), over the peer's internal listener, and relaying the
 //! answer.
 //!
 //! The body is streamed, and it is not touched until the owner has accepted
@@ -9,6 +9,7 @@
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
+use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -25,6 +26,7 @@ const FORWARDED_HEADERS: &[&str] = &[
     "content-range",
     "x-request-id",
     "accept",
+    "range",
 ];
 /// Response headers that belong to one connection, not to the answer.
 const HOP_BY_HOP: &[&str] = &[
@@ -50,31 +52,9 @@ pub async fn forward(
     target: NodeId,
     addr: &str,
 ) -> ApiResult<Forwarded> {
-    let peers = state.meta.peers();
-    if peers.link_cut(target) {
+    let Some(request) = request_to(state, req, target, addr)? else {
         return Ok(Forwarded::Unreachable(payload));
-    }
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or(req.path(), |p| p.as_str());
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-        .map_err(|e| ApiError::new(ErrorCode::Unknown, format!("method: {e}")))?;
-    let mut request = peers
-        .http()
-        .request(method, peers.url(addr, path))
-        .headers(peers.headers(target));
-    for name in FORWARDED_HEADERS {
-        if let Some(value) = req.headers().get(*name) {
-            request = request.header(*name, value.as_bytes());
-        }
-    }
-    if let Some(notifier) = state.notifier(req) {
-        request = request.header(
-            crate::events::CONTEXT_HEADER,
-            crate::events::encode_context(notifier.request()),
-        );
-    }
+    };
     if !crate::handlers::has_body(req) {
         return match request.send().await {
             Err(e) if e.is_connect() => {
@@ -130,6 +110,105 @@ pub async fn forward(
         }
     };
     relay(state, target, answer).await
+}
+
+/// `req` (its method, path and the headers an owner needs) addressed to
+/// node `target`; `None` when the link to it is cut.
+fn request_to(
+    state: &AppState,
+    req: &HttpRequest,
+    target: NodeId,
+    addr: &str,
+) -> ApiResult<Option<reqwest::RequestBuilder>> {
+    let peers = state.meta.peers();
+    if peers.link_cut(target) {
+        return Ok(None);
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str());
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|e| ApiError::new(ErrorCode::Unknown, format!("method: {e}")))?;
+    let mut request = peers
+        .http()
+        .request(method, peers.url(addr, path))
+        .headers(peers.headers(target));
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = req.headers().get(*name) {
+            request = request.header(*name, value.as_bytes());
+        }
+    }
+    if let Some(notifier) = state.notifier(req) {
+        request = request.header(
+            crate::events::CONTEXT_HEADER,
+            crate::events::encode_context(notifier.request()),
+        );
+    }
+    Ok(Some(request))
+}
+
+/// Sends a read without a body (`GET`/`HEAD`) to node `target` and relays
+/// the answer as it streams in; `None` when the node accepts no connection
+/// (nothing was sent, the caller may serve the request itself).
+pub async fn forward_read(
+    state: &AppState,
+    req: &HttpRequest,
+    target: NodeId,
+    addr: &str,
+) -> ApiResult<Option<HttpResponse>> {
+    let Some(request) = request_to(state, req, target, addr)? else {
+        return Ok(None);
+    };
+    let answer = match request.send().await {
+        Err(e) if e.is_connect() => {
+            state
+                .metrics
+                .forwarded
+                .with_label_values(&["unreachable"])
+                .inc();
+            return Ok(None);
+        }
+        Err(e) => {
+            state.metrics.forwarded.with_label_values(&["failed"]).inc();
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("node {target} owns this request and did not answer: {e}"),
+            ));
+        }
+        Ok(answer) => answer,
+    };
+    state
+        .metrics
+        .forwarded
+        .with_label_values(&["answered"])
+        .inc();
+    let status =
+        StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    for (name, value) in answer.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            response.append_header((name.as_str(), value.as_bytes()));
+        }
+    }
+    let length = answer
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if req.method() == actix_web::http::Method::HEAD {
+        let empty = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+        return Ok(Some(
+            response.body(SizedStream::new(length.unwrap_or(0), empty)),
+        ));
+    }
+    let stream = answer
+        .bytes_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other));
+    Ok(Some(match length {
+        Some(length) => response.body(SizedStream::new(length, stream)),
+        None => response.streaming(stream),
+    }))
 }
 
 async fn relay(

@@ -13,6 +13,7 @@ pub const ACCESS_LOG_TARGET: &str = "registry::access";
 pub const PRESIGN_EXPIRY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -260,6 +261,11 @@ async fn handle(
             ErrorCode::Unsupported,
             "the registry is read-only: pushes and deletes are refused, pulls work",
         ));
+    }
+    if let (Some(cache), Some(name)) = (&state.cache, route.pushed_repository()) {
+        if let Some(covered) = cache.covering(name.as_str()) {
+            return Err(cache::push_refused(name.as_str(), &covered));
+        }
     }
     match route {
         Route::Base => Ok(base::get()),

@@ -85,6 +85,18 @@ impl Route {
         )
     }
 
+    /// The repository the route pushes into (a pull-through cache refuses
+    /// these in the repositories it covers; deletes stay allowed).
+    pub fn pushed_repository(&self) -> Option<&RepoName> {
+        match self {
+            Route::PutManifest { name, .. }
+            | Route::StartUpload { name }
+            | Route::PatchUpload { name, .. }
+            | Route::FinishUpload { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// A short stable name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

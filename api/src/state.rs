@@ -27,6 +27,8 @@ pub struct AppState {
     pub forwarded: bool,
     /// Notifications: what this node's events say of it; `None` records none.
     pub events: Option<Arc<crate::events::EventsConfig>>,
+    /// The pull-through cache's upstreams (`proxy`); `None` for none.
+    pub cache: Option<Arc<crate::cache::PullThroughCache>>,
 }
 
 impl AppState {

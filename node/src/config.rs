@@ -50,6 +50,8 @@ pub struct NodeConfig {
     pub gc: crate::gc::GcConfig,
     /// Where events go (`notifications`); no endpoints records no events.
     pub notifications: crate::notify::NotifyConfig,
+    /// Pull-through cache upstreams (`proxy`); none makes a plain registry.
+    pub proxy: Vec<api::cache::UpstreamConfig>,
 }
 
 impl NodeConfig {
@@ -74,6 +76,7 @@ impl NodeConfig {
             purge: crate::purge::PurgeConfig::default(),
             gc: crate::gc::GcConfig::default(),
             notifications: crate::notify::NotifyConfig::default(),
+            proxy: Vec::new(),
         }
     }
 }
@@ -109,6 +112,8 @@ struct FileConfig {
     /// Events to webhooks (docs/operations.md).
     #[serde(default)]
     notifications: crate::notify::config::NotificationsSection,
+    /// A pull-through cache (docs/operations.md).
+    proxy: Option<crate::proxy_config::ProxySection>,
 }
 
 /// A member of a multi-node cluster (docs/cluster.md).
@@ -647,6 +652,11 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
     let purge = purge_config(&file.storage.maintenance.uploadpurging)?;
     let mut gc = gc_config(&file.storage.gc)?;
     gc.retention = retention_rules(&file.storage.retention)?;
+    let proxy = match file.proxy {
+        None => Vec::new(),
+        Some(section) => section.validate().map_err(ConfigError::Invalid)?,
+    };
+    crate::proxy_config::expiry_rules(&proxy).map_err(ConfigError::Invalid)?;
     let delete_enabled = file.storage.delete.enabled;
     let read_only = file.storage.maintenance.readonly.enabled;
     let blobs = backend(file.storage)?;
@@ -703,6 +713,7 @@ fn validate(file: FileConfig, env: &HashMap<String, String>) -> Result<NodeConfi
         purge,
         gc,
         notifications,
+        proxy,
     })
 }
 

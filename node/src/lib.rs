@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod notify;
+mod proxy_config;
 pub mod purge;
 pub mod tls;
 

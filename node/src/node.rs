@@ -33,6 +33,8 @@ pub enum NodeError {
     Auth(String),
     #[error("notifications: {0}")]
     Notifications(String),
+    #[error("proxy: {0}")]
+    Proxy(String),
     #[error("{listener}: {source}")]
     Tls {
         listener: &'static str,
@@ -144,7 +146,20 @@ impl Node {
         let limits = (limits.requests.is_some() || limits.bandwidth.is_some())
             .then(|| api::ratelimit::RateLimiter::new(*limits, &registry).map(Arc::new))
             .transpose()?;
+        let cache = if config.proxy.is_empty() {
+            None
+        } else {
+            let metrics = api::cache::CacheMetrics::new(&registry)?;
+            let cache = api::cache::PullThroughCache::new(&config.proxy, metrics)
+                .map_err(NodeError::Proxy)?;
+            for upstream in &config.proxy {
+                tracing::info!(prefix = upstream.prefix, upstream = upstream.remote_url,
+                    "pull-through cache: repositories under the prefix are filled from the upstream");
+            }
+            Some(Arc::new(cache))
+        };
         let state = AppState {
+            cache,
             auth,
             limits,
             meta: meta.clone(),
@@ -201,10 +216,15 @@ impl Node {
         } else {
             None
         };
+        // Expiry of cached content: rules ahead of the operator's, for the
+        // repositories only upstreams fill.
+        let mut gc_config = config.gc.clone();
+        let expiry = crate::proxy_config::expiry_rules(&config.proxy).map_err(NodeError::Proxy)?;
+        gc_config.retention.splice(0..0, expiry);
         let collector = Arc::new(crate::gc::Collector::new(
             meta.clone(),
             blobs.clone(),
-            config.gc.clone(),
+            gc_config,
             GcMetrics::new(&registry)?,
             config.api.read_only,
         ));

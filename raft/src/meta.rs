@@ -261,6 +261,17 @@ impl MetaStore {
             .map_err(|e| MetaError::Unavailable(format!("no leader elected: {e}")))
     }
 
+    /// The voting members and how to reach them, in id order.
+    pub fn voters(&self) -> Vec<(NodeId, NodeInfo)> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        membership
+            .voter_ids()
+            .filter_map(|id| Some((id, membership.get_node(&id)?.clone())))
+            .collect()
+    }
+
     /// How to reach member `id`, if it is one.
     pub fn member(&self, id: NodeId) -> Option<NodeInfo> {
         let m = self.inner.raft.metrics();

@@ -5,6 +5,7 @@ mod auth;
 mod azure_backend;
 mod bad_input;
 mod bench_smoke;
+mod cache;
 mod cluster;
 mod docker;
 mod gc;

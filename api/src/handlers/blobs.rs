@@ -22,12 +22,44 @@ pub async fn get(
 ) -> ApiResult<HttpResponse> {
     let (_, blob) =
         super::by_digest(state, |view| view.servable_blob(name.as_str(), digest)).await?;
-    let Some(blob) = blob else {
-        return Err(ApiError::new(
-            ErrorCode::BlobUnknown,
-            format!("{digest} is not in {name}"),
-        ));
-    };
+    if let Some(blob) = blob {
+        return serve(state, req, name, digest, blob, head).await;
+    }
+    if let Some(cache) = &state.cache {
+        if let Some(covered) = cache.covering(name.as_str()) {
+            return crate::cache::blobs::fetch(state, req, cache, &covered, name, digest, head)
+                .await;
+        }
+    }
+    Err(unknown(name, digest))
+}
+
+fn unknown(name: &RepoName, digest: &Digest) -> ApiError {
+    ApiError::new(ErrorCode::BlobUnknown, format!("{digest} is not in {name}"))
+}
+
+/// Serves a blob stored in `name` (after the pull-through cache filled it).
+pub async fn serve_stored(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &RepoName,
+    digest: &Digest,
+    head: bool,
+) -> ApiResult<HttpResponse> {
+    let (_, blob) =
+        super::by_digest(state, |view| view.servable_blob(name.as_str(), digest)).await?;
+    let blob = blob.ok_or_else(|| unknown(name, digest))?;
+    serve(state, req, name, digest, blob, head).await
+}
+
+async fn serve(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &RepoName,
+    digest: &Digest,
+    blob: raft::state::ServableBlob,
+    head: bool,
+) -> ApiResult<HttpResponse> {
     if !head && header(req, "Range").is_none_or(|r| r.starts_with("bytes=0-")) {
         record_pull(state, req, name, digest, blob.size);
     }
@@ -93,7 +125,13 @@ pub async fn get(
 }
 
 /// A blob pull's event (one per GET of the whole blob, or of its start).
-fn record_pull(state: &AppState, req: &HttpRequest, name: &RepoName, digest: &Digest, size: u64) {
+pub(crate) fn record_pull(
+    state: &AppState,
+    req: &HttpRequest,
+    name: &RepoName,
+    digest: &Digest,
+    size: u64,
+) {
     if let Some(notifier) = state.notifier(req) {
         let target = Target::Blob {
             digest,

@@ -165,6 +165,11 @@ pub async fn get(
     reference: &Reference,
     head: bool,
 ) -> ApiResult<HttpResponse> {
+    if let Some(cache) = &state.cache {
+        if let Some(covered) = cache.covering(name.as_str()) {
+            crate::cache::manifests::refresh(state, cache, &covered, name, reference).await?;
+        }
+    }
     let (view, found) = match reference {
         Reference::Digest(d) => {
             super::by_digest(state, |view| {
