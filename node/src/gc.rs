@@ -52,6 +52,11 @@ pub struct GcConfig {
     /// no stored subject) once unrooted for `delay`; without it only
     /// referrers whose subject is gone are.
     pub untagged: bool,
+    /// The repositories a pull-through cache fills (by prefix, `""` for
+    /// all) with their `ttl`: there an unrooted manifest (one pulled by
+    /// digest only, the children of an expired index) goes as with
+    /// `untagged`, once neither fetched nor pulled within the ttl.
+    pub cache_expiry: Vec<(String, Duration)>,
     /// Scheduled collections only report.
     pub dry_run: bool,
     /// `storage.retention`: which tags each repository keeps.
@@ -68,6 +73,7 @@ impl Default for GcConfig {
             delay: Duration::from_secs(3600),
             grace: Duration::from_secs(30 * 60),
             untagged: false,
+            cache_expiry: Vec::new(),
             dry_run: false,
             retention: Vec::new(),
             pull_flush: Duration::from_secs(10),
@@ -76,6 +82,59 @@ impl Default for GcConfig {
 }
 
 impl GcConfig {
+    /// Whether only orphaned referrers (and manifests retention untagged)
+    /// of `repo` are collected, not every unrooted manifest.
+    pub fn orphans_only(&self, repo: &str) -> bool {
+        !self.untagged && self.cache_ttl(repo).is_none()
+    }
+
+    /// The ttl of the pull-through cache filling `repo`, if one does.
+    fn cache_ttl(&self, repo: &str) -> Option<Duration> {
+        self.cache_expiry
+            .iter()
+            .filter(|(prefix, _)| {
+                prefix.is_empty()
+                    || repo
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, ttl)| *ttl)
+    }
+
+    /// `plan` without the manifests of cached repositories that were
+    /// fetched or pulled within their cache's ttl: those stay however
+    /// unrooted (pulls are recorded in batches, so this is judged here,
+    /// not by the log).
+    fn without_cached_in_use(
+        &self,
+        view: &raft::StateView,
+        now_ms: u64,
+        mut plan: ManifestPlan,
+    ) -> Result<ManifestPlan, MetaError> {
+        if self.cache_expiry.is_empty() {
+            return Ok(plan);
+        }
+        let in_use = |(repo, digest): &ManifestId| -> Result<bool, MetaError> {
+            let Some(ttl) = self.cache_ttl(repo) else {
+                return Ok(false);
+            };
+            let fetched = view.manifest(repo, digest)?.map_or(0, |m| m.at_ms);
+            let pulled = view.pulled_at(repo, digest)?.unwrap_or(0);
+            Ok(now_ms.saturating_sub(fetched.max(pulled)) < ttl.as_millis() as u64)
+        };
+        for list in [&mut plan.expire, &mut plan.mark] {
+            let mut kept = Vec::with_capacity(list.len());
+            for id in list.drain(..) {
+                if !in_use(&id)? {
+                    kept.push(id);
+                }
+            }
+            *list = kept;
+        }
+        Ok(plan)
+    }
+
     fn graces(&self) -> Graces {
         Graces {
             delay_ms: self.delay.as_millis() as u64,
@@ -224,7 +283,6 @@ impl Collector {
             return Err(GcError::ReadOnly);
         }
         let graces = self.config.graces();
-        let orphans_only = !self.config.untagged;
         let now = api::state::now_ms();
         let phase = Instant::now();
         let mut view = self.meta.read().await?;
@@ -262,10 +320,13 @@ impl Collector {
         if !dry_run {
             self.metrics.tags_removed.inc_by(tags_removed.len() as u64);
         }
+        let config = self.config.clone();
         let manifests = paced(view, move |view, pacer| {
-            raft::gc::plan_manifests(view, now, graces, orphans_only, pacer)
+            let orphans_only = |repo: &str| config.orphans_only(repo);
+            raft::gc::plan_manifests(view, now, graces, &orphans_only, pacer)
         })
         .await?;
+        let manifests = self.config.without_cached_in_use(view, now, manifests)?;
         let expiring: BTreeSet<ManifestId> = if dry_run {
             manifests.expire.iter().cloned().collect()
         } else {
@@ -382,19 +443,22 @@ impl Collector {
         graces: Graces,
     ) -> Result<ManifestReport, GcError> {
         let phase = Instant::now();
-        let orphans_only = !self.config.untagged;
-        let removed = self
-            .propose_in_batches(
-                "remove manifests",
-                &plan.expire,
-                |manifests| Command::ExpireManifests {
-                    manifests,
-                    orphans_only,
-                    unrooted_before_ms: Plan::linked_before(now, graces),
-                },
-                collected_manifests,
-            )
-            .await?;
+        let mut removed = Vec::new();
+        for (orphans_only, manifests) in self.by_orphans_only(&plan.expire) {
+            removed.extend(
+                self.propose_in_batches(
+                    "remove manifests",
+                    &manifests,
+                    |manifests| Command::ExpireManifests {
+                        manifests,
+                        orphans_only,
+                        unrooted_before_ms: Plan::linked_before(now, graces),
+                    },
+                    collected_manifests,
+                )
+                .await?,
+            );
+        }
         // What the deleted manifests listed or signed is unrooted now: it is
         // marked in this collection, so each level of an unrooted tree
         // waits one delay, not two.
@@ -403,26 +467,35 @@ impl Collector {
             plan
         } else {
             let view = self.meta.read().await?;
-            replanned = paced(view, move |view, pacer| {
-                raft::gc::plan_manifests(view, now, graces, orphans_only, pacer)
+            let config = self.config.clone();
+            let replanned_all = paced(view, move |view, pacer| {
+                let orphans_only = |repo: &str| config.orphans_only(repo);
+                raft::gc::plan_manifests(view, now, graces, &orphans_only, pacer)
             })
             .await?;
+            replanned = self
+                .config
+                .without_cached_in_use(view, now, replanned_all)?;
             &replanned
         };
         // A mark says "unrooted since": it carries the time it is sent, not
         // the (older) time of the plan.
-        let marked = self
-            .propose_in_batches(
-                "mark manifests",
-                &plan.mark,
-                |manifests| Command::MarkUnrooted {
-                    manifests,
-                    orphans_only,
-                    at_ms: api::state::now_ms(),
-                },
-                collected_manifests,
-            )
-            .await?;
+        let mut marked = Vec::new();
+        for (orphans_only, manifests) in self.by_orphans_only(&plan.mark) {
+            marked.extend(
+                self.propose_in_batches(
+                    "mark manifests",
+                    &manifests,
+                    |manifests| Command::MarkUnrooted {
+                        manifests,
+                        orphans_only,
+                        at_ms: api::state::now_ms(),
+                    },
+                    collected_manifests,
+                )
+                .await?,
+            );
+        }
         self.metrics.manifests_removed.inc_by(removed.len() as u64);
         self.metrics.phase("manifests", phase.elapsed());
         Ok(ManifestReport {
@@ -430,6 +503,19 @@ impl Collector {
             marked: marked.len(),
             in_delay: plan.marked_in_delay,
         })
+    }
+
+    /// `manifests` split by the rule their repository is collected by
+    /// (`orphans_only` or not), which each command carries for all it lists.
+    fn by_orphans_only(&self, manifests: &[ManifestId]) -> Vec<(bool, Vec<ManifestId>)> {
+        let (strict, loose): (Vec<_>, Vec<_>) = manifests
+            .iter()
+            .cloned()
+            .partition(|(repo, _)| self.config.orphans_only(repo));
+        [(true, strict), (false, loose)]
+            .into_iter()
+            .filter(|(_, manifests)| !manifests.is_empty())
+            .collect()
     }
 
     /// Proposes `make(batch)` for each batch of `items`; answers what the
@@ -638,5 +724,35 @@ pub async fn run_forever(collector: Arc<Collector>) {
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_repositories_collect_unrooted_manifests_by_their_caches_ttl() {
+        let config = GcConfig {
+            cache_expiry: vec![
+                ("hub".to_owned(), Duration::from_secs(60)),
+                ("hub/slow".to_owned(), Duration::from_secs(600)),
+            ],
+            ..GcConfig::default()
+        };
+        assert!(config.orphans_only("mine/app"), "untagged is off");
+        assert!(!config.orphans_only("hub/lib/app"));
+        assert!(config.orphans_only("hubble/app"), "a prefix ends at a /");
+        assert_eq!(config.cache_ttl("hub/lib/app"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            config.cache_ttl("hub/slow/app"),
+            Some(Duration::from_secs(600)),
+            "the longest prefix"
+        );
+        let everything = GcConfig {
+            cache_expiry: vec![(String::new(), Duration::from_secs(1))],
+            ..GcConfig::default()
+        };
+        assert!(!everything.orphans_only("any/repo"));
     }
 }

@@ -221,6 +221,12 @@ impl Node {
         let mut gc_config = config.gc.clone();
         let expiry = crate::proxy_config::expiry_rules(&config.proxy).map_err(NodeError::Proxy)?;
         gc_config.retention.splice(0..0, expiry);
+        gc_config.cache_expiry.extend(
+            config
+                .proxy
+                .iter()
+                .filter_map(|upstream| Some((upstream.prefix.clone(), upstream.ttl?))),
+        );
         let collector = Arc::new(crate::gc::Collector::new(
             meta.clone(),
             blobs.clone(),

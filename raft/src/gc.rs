@@ -85,14 +85,15 @@ pub struct ManifestPlan {
     pub marked_in_delay: usize,
 }
 
-/// Plans the manifest part of a collection: with `orphans_only` (the
-/// default, `storage.gc.untagged: false`) only referrers whose subject is
-/// gone, else every manifest nothing roots. Reads every manifest once.
+/// Plans the manifest part of a collection: in the repositories for which
+/// `orphans_only` holds (all, by default: `storage.gc.untagged: false`)
+/// only referrers whose subject is gone, elsewhere every manifest nothing
+/// roots. Reads every manifest once.
 pub fn plan_manifests(
     view: &StateView,
     now_ms: u64,
     graces: Graces,
-    orphans_only: bool,
+    orphans_only: &dyn Fn(&str) -> bool,
     pacer: &mut Pacer,
 ) -> Result<ManifestPlan, ApplyError> {
     let unrooted_before = Plan::linked_before(now_ms, graces);
@@ -102,7 +103,7 @@ pub fn plan_manifests(
         let (repo, digest, record) = item?;
         let mark = view.unrooted_mark(&repo, &digest)?;
         let unrooted = view.unrooted(&repo, &digest, &record)?;
-        if !crate::state::qualifies(unrooted, mark, orphans_only) {
+        if !crate::state::qualifies(unrooted, mark, orphans_only(&repo)) {
             continue;
         }
         match mark {

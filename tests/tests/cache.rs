@@ -7,7 +7,9 @@
 
 use api::cache::UpstreamConfig;
 use registry_tests::cluster::{http_get, TestCluster};
-use registry_tests::oci::{bytes, error_code, header, image_manifest, sha256, Client};
+use registry_tests::oci::{
+    bytes, error_code, header, image_manifest, sha256, Client, OCI_INDEX, OCI_MANIFEST,
+};
 use registry_tests::{eventually, free_port, TestNode};
 use reqwest::StatusCode;
 use std::collections::BTreeSet;
@@ -184,7 +186,7 @@ async fn a_cold_pull_fills_the_cache_once_and_warm_pulls_never_ask_the_upstream(
         .put_manifest(
             "hub/library/app",
             "v2",
-            registry_tests::oci::OCI_MANIFEST,
+            OCI_MANIFEST,
             &image_manifest(&config, &layers),
         )
         .await;
@@ -445,10 +447,30 @@ async fn an_upstream_killed_mid_blob_leaves_nothing_stored_and_the_next_pull_is_
 async fn expired_content_goes_through_retention_and_gc_and_shared_blobs_stay() {
     let origin = upstream_node(|_| {});
     let (config, shared, own) = (data(100, 12), data(4000, 13), data(5000, 14));
-    origin
-        .client(0)
-        .push_image("lib/app", "v1", &config, &[&shared, &own])
+    // A multi-platform image: its index is tagged, its one image is not.
+    let pusher = origin.client(0);
+    for blob in [&config, &shared, &own] {
+        pusher.push_blob("lib/app", blob).await;
+    }
+    let image = image_manifest(&config, &[&shared, &own]);
+    let image_digest = sha256(&image);
+    let put = pusher
+        .put_manifest("lib/app", &image_digest, OCI_MANIFEST, &image)
         .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST, "digest": image_digest, "size": image.len(),
+            "platform": { "architecture": "amd64", "os": "linux" },
+        }],
+    }))
+    .unwrap();
+    let put = pusher
+        .put_manifest("lib/app", "multi", OCI_INDEX, &index)
+        .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
     let node = cache(
         vec![upstream(
             "hub",
@@ -462,14 +484,24 @@ async fn expired_content_goes_through_retention_and_gc_and_shared_blobs_stay() {
         },
     );
     let client = node.client();
-    pull_and_compare(&client, "hub/lib/app", "v1", &config, &[&shared, &own]).await;
+    let pulled = client.manifest("hub/lib/app", "multi").await;
+    assert_eq!(pulled.status(), StatusCode::OK);
+    assert_eq!(bytes(pulled).await, index);
+    pull_and_compare(
+        &client,
+        "hub/lib/app",
+        &image_digest,
+        &config,
+        &[&shared, &own],
+    )
+    .await;
     // An image pushed here that uses one of the cached layers.
     client
         .push_image("mine/app", "v1", &data(100, 15), &[&shared])
         .await;
 
     let http = reqwest::Client::new();
-    let removed = std::sync::Mutex::new((BTreeSet::new(), BTreeSet::new()));
+    let removed = std::sync::Mutex::new((BTreeSet::new(), BTreeSet::new(), BTreeSet::new()));
     let expected: BTreeSet<String> = [sha256(&config), sha256(&own)].into();
     let collected = eventually(Duration::from_secs(60), || async {
         let report: serde_json::Value = http
@@ -491,14 +523,23 @@ async fn expired_content_goes_through_retention_and_gc_and_shared_blobs_stay() {
                 .1
                 .insert(blob["digest"].as_str().unwrap().to_owned());
         }
+        for manifest in report["manifests_removed"].as_array().unwrap() {
+            let digest = manifest["digest"].as_str().unwrap().to_owned();
+            removed.2.insert(digest);
+        }
         removed.1.is_superset(&expected)
     })
     .await;
-    let (removed_tags, removed_blobs) = removed.into_inner().unwrap();
+    let (removed_tags, removed_blobs, removed_manifests) = removed.into_inner().unwrap();
     assert!(collected, "expired blobs collected: {removed_blobs:?}");
     assert_eq!(
         removed_tags,
-        BTreeSet::from([r#""hub/lib/app":"v1""#.to_owned()])
+        BTreeSet::from([r#""hub/lib/app":"multi""#.to_owned()])
+    );
+    assert_eq!(
+        removed_manifests,
+        BTreeSet::from([sha256(&index), image_digest]),
+        "the expired index and the image only it rooted"
     );
     assert!(
         !removed_blobs.contains(&sha256(&shared)),
@@ -559,12 +600,7 @@ async fn distributions_registry_serves_as_an_upstream_with_and_without_a_login()
         }
         let manifest = image_manifest(&config, &[&layer]);
         let put = pusher
-            .put_manifest(
-                "lib/app",
-                "v1",
-                registry_tests::oci::OCI_MANIFEST,
-                &manifest,
-            )
+            .put_manifest("lib/app", "v1", OCI_MANIFEST, &manifest)
             .await;
         assert_eq!(
             put.status(),

@@ -408,7 +408,7 @@ impl Model {
                     &self.view,
                     self.now,
                     GRACES,
-                    orphans_only,
+                    &|_| orphans_only,
                     &mut gc::Pacer::unpaced(),
                 )
                 .unwrap();
