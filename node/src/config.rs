@@ -1428,13 +1428,23 @@ mod tests {
             "proxy:\n  remoteurl: https://registry-1.docker.io\n  username: mirror\n  \
              upstreams:\n    - prefix: quay\n      remoteurl: https://quay.io\n      ttl: 24h\n",
         );
-        let c = load(Some(f.path()), &env(&[("REGISTRY_PROXY_PASSWORD", "s3cret")])).unwrap();
+        let c = load(
+            Some(f.path()),
+            &env(&[("REGISTRY_PROXY_PASSWORD", "s3cret")]),
+        )
+        .unwrap();
         assert_eq!(c.proxy.len(), 2);
         assert_eq!(c.proxy[0].password.as_deref(), Some("s3cret"));
         assert_eq!(c.proxy[1].prefix, "quay");
-        assert_eq!(c.proxy[1].ttl, Some(std::time::Duration::from_secs(24 * 3600)));
+        assert_eq!(
+            c.proxy[1].ttl,
+            Some(std::time::Duration::from_secs(24 * 3600))
+        );
         let err = load(Some(f.path()), &env(&[])).unwrap_err().to_string();
-        assert!(err.contains("proxy: username and password go together"), "{err}");
+        assert!(
+            err.contains("proxy: username and password go together"),
+            "{err}"
+        );
         assert!(load(None, &env(&[])).unwrap().proxy.is_empty());
     }
 

@@ -743,7 +743,10 @@ mod tests {
         assert!(config.orphans_only("mine/app"), "untagged is off");
         assert!(!config.orphans_only("hub/lib/app"));
         assert!(config.orphans_only("hubble/app"), "a prefix ends at a /");
-        assert_eq!(config.cache_ttl("hub/lib/app"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            config.cache_ttl("hub/lib/app"),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(
             config.cache_ttl("hub/slow/app"),
             Some(Duration::from_secs(600)),

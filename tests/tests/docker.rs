@@ -291,6 +291,57 @@ async fn docker_pushes_and_pulls_and_containerd_pulls() {
     );
 }
 
+#[tokio::test]
+async fn docker_and_containerd_pull_through_the_cache() {
+    let upstream = registry_tests::cluster::TestCluster::start(1, None, |config| {
+        config.api.redirect = false;
+    });
+    let upstream_url = upstream.base_url();
+    let cache = TestNode::start_with(move |config| {
+        config.proxy = vec![api::cache::UpstreamConfig {
+            prefix: "hub".to_owned(),
+            remote_url: upstream_url.clone(),
+            username: None,
+            password: None,
+            ttl: Some(Duration::from_secs(3600)),
+        }];
+    });
+    let (origin, host) = (upstream.host(), cache.host());
+    tokio::task::spawn_blocking(move || {
+        let daemons = Daemons::start();
+        let image = format!("{origin}/team/app:v1");
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 233) as u8).collect();
+        daemons.build_scratch(&image, &payload, "LABEL cached=yes\n");
+        let digest = daemons.push(&image);
+        let cached = format!("{host}/hub/team/app:v1");
+        let pulled = Daemons::ok(
+            daemons.docker(&["pull", &cached]),
+            "docker pull via the cache",
+        );
+        assert!(pulled.contains(&digest), "the upstream's digest: {pulled}");
+        let labels = Daemons::ok(
+            daemons.docker(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{.Config.Labels}}",
+                &cached,
+            ]),
+            "inspect",
+        );
+        assert!(labels.contains("cached:yes"), "{labels}");
+        Daemons::ok(
+            daemons.ctr(&["images", "pull", "--plain-http", &cached]),
+            "ctr pull via the cache",
+        );
+        Daemons::ok(daemons.docker(&["tag", &image, &cached]), "docker tag");
+        let pushed = daemons.docker(&["push", &cached]);
+        assert!(!pushed.status.success(), "a push into the cache is refused");
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_logs_in_over_tls_and_the_rules_decide_its_pushes() {
     use crate::auth::{ALICE, BOB};
