@@ -28,6 +28,10 @@ const FORWARDED_HEADERS: &[&str] = &[
     "accept",
     "range",
 ];
+/// How long a forwarded read may take to start its answer. The owner of a
+/// blob the cache lacks answers a whole `GET` once the upstream starts
+/// sending, a `HEAD` or `Range` once the whole blob is stored.
+const READ_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Response headers that belong to one connection, not to the answer.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -160,8 +164,20 @@ pub async fn forward_read(
     let Some(request) = request_to(state, req, target, addr)? else {
         return Ok(None);
     };
-    let answer = match request.send().await {
-        Err(e) if e.is_connect() => {
+    // A node that accepted the connection but never answers (stopped,
+    // partitioned after the handshake) must not hold the client forever.
+    let answer = match tokio::time::timeout(READ_ANSWER_TIMEOUT, request.send()).await {
+        Err(_) => {
+            state.metrics.forwarded.with_label_values(&["failed"]).inc();
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "node {target} owns this request and did not answer within {} s; retry",
+                    READ_ANSWER_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        Ok(Err(e)) if e.is_connect() => {
             state
                 .metrics
                 .forwarded
@@ -169,14 +185,14 @@ pub async fn forward_read(
                 .inc();
             return Ok(None);
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             state.metrics.forwarded.with_label_values(&["failed"]).inc();
             return Err(ApiError::new(
                 ErrorCode::Unavailable,
                 format!("node {target} owns this request and did not answer: {e}"),
             ));
         }
-        Ok(answer) => answer,
+        Ok(Ok(answer)) => answer,
     };
     state
         .metrics

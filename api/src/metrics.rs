@@ -12,7 +12,7 @@ pub struct ApiMetrics {
     pub received_bytes: IntCounter,
     pub sent_bytes: IntCounter,
     pub uploads_in_flight: IntGauge,
-    /// Requests sent on to the node owning their upload, by outcome.
+    /// Requests sent on to the node owning them (their upload, a cache fetch), by outcome.
     pub forwarded: IntCounterVec,
 }
 
@@ -53,7 +53,7 @@ impl ApiMetrics {
         let forwarded = IntCounterVec::new(
             Opts::new(
                 "registry_http_forwarded_total",
-                "Upload requests forwarded to the node owning the session, by outcome",
+                "Requests forwarded to the node owning them (an upload session, a cache fetch), by outcome",
             ),
             &["outcome"],
         )?;

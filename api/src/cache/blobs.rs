@@ -42,12 +42,17 @@ pub async fn fetch(
             tracing::warn!(%digest, owner, "the node that fetches this blob is unreachable; fetching it here");
         }
     }
-    let lead = match cache.flights.join(format!("blob {name} {digest}")) {
-        Joined::Follow(follow) => {
-            follow.outcome().await?;
-            return serve_stored(state, req, name, digest, head).await;
+    let key = format!("blob {name} {digest}");
+    let lead = loop {
+        match cache.flights.join(key.clone()) {
+            Joined::Follow(follow) => {
+                if let Some(outcome) = follow.outcome().await {
+                    outcome?;
+                    return serve_stored(state, req, name, digest, head).await;
+                }
+            }
+            Joined::Lead(lead) => break lead,
         }
-        Joined::Lead(lead) => lead,
     };
     let upstream = covered.upstream.url().to_owned();
     let body = match covered.upstream.blob(&covered.remote_repo, digest).await {
@@ -80,7 +85,10 @@ pub async fn fetch(
     // waiters (and the next pulls) need.
     actix_web::rt::spawn(filling.run(body, client, lead));
     let Some(first_client) = first_client else {
-        waiter.outcome().await?;
+        // The fill owns the lead now and always finishes it.
+        if let Some(outcome) = waiter.outcome().await {
+            outcome?;
+        }
         return serve_stored(state, req, name, digest, head).await;
     };
     crate::handlers::blobs::record_pull(state, req, name, digest, length.unwrap_or(0));

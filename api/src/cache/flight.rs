@@ -8,9 +8,19 @@ use tokio::sync::watch;
 /// How a fetch ended, as its waiters see it.
 pub type Outcome = Result<(), crate::error::ApiError>;
 
+/// What a waiter learns: the outcome, or that the leader went away
+/// before it had one (its client left while it waited on the upstream).
+#[derive(Clone)]
+enum Ended {
+    Finished(Outcome),
+    Abandoned,
+}
+
+type Running = Arc<Mutex<HashMap<String, watch::Receiver<Option<Ended>>>>>;
+
 #[derive(Default)]
 pub struct Flights {
-    running: Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>,
+    running: Running,
 }
 
 pub enum Joined {
@@ -21,15 +31,15 @@ pub enum Joined {
 }
 
 /// The right (and duty) to fetch a key; dropping it unfinished tells the
-/// waiters the fetch was abandoned.
+/// waiters the fetch was abandoned, so one of them leads the next.
 pub struct Lead {
     key: String,
-    running: Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>,
-    done: watch::Sender<Option<Outcome>>,
+    running: Running,
+    done: watch::Sender<Option<Ended>>,
     finished: bool,
 }
 
-pub struct Follow(watch::Receiver<Option<Outcome>>);
+pub struct Follow(watch::Receiver<Option<Ended>>);
 
 impl Flights {
     pub fn join(&self, key: String) -> Joined {
@@ -59,39 +69,36 @@ impl Lead {
     }
 
     pub fn finish(mut self, outcome: Outcome) {
-        self.end(outcome);
+        self.end(Ended::Finished(outcome));
     }
 
-    fn end(&mut self, outcome: Outcome) {
+    fn end(&mut self, ended: Ended) {
         self.finished = true;
         self.running
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(&self.key);
-        let _ = self.done.send(Some(outcome));
+        let _ = self.done.send(Some(ended));
     }
 }
 
 impl Drop for Lead {
     fn drop(&mut self) {
         if !self.finished {
-            self.end(Err(abandoned()));
+            self.end(Ended::Abandoned);
         }
     }
 }
 
-fn abandoned() -> crate::error::ApiError {
-    crate::error::ApiError::new(
-        crate::error::ErrorCode::Unavailable,
-        "the fetch from the upstream was abandoned; retry",
-    )
-}
-
 impl Follow {
-    pub async fn outcome(mut self) -> Outcome {
+    /// The fetch's outcome; `None` when it was abandoned (join again).
+    pub async fn outcome(mut self) -> Option<Outcome> {
         match self.0.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
-            Err(_) => Err(abandoned()),
+            Ok(ended) => match ended.clone() {
+                Some(Ended::Finished(outcome)) => Some(outcome),
+                _ => None,
+            },
+            Err(_) => None,
         }
     }
 }
@@ -111,7 +118,7 @@ mod tests {
         };
         assert!(matches!(flights.join("other".into()), Joined::Lead(_)));
         lead.finish(Ok(()));
-        assert!(follow.outcome().await.is_ok());
+        assert!(matches!(follow.outcome().await, Some(Ok(()))));
         let Joined::Lead(lead) = flights.join("k".into()) else {
             panic!("a finished fetch runs again")
         };
@@ -119,6 +126,10 @@ mod tests {
             panic!("follows")
         };
         drop(lead);
-        assert!(follow.outcome().await.is_err(), "abandoned");
+        assert!(follow.outcome().await.is_none(), "abandoned");
+        assert!(
+            matches!(flights.join("k".into()), Joined::Lead(_)),
+            "a waiter of an abandoned fetch leads the next"
+        );
     }
 }

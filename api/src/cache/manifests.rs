@@ -83,19 +83,26 @@ pub async fn refresh(
     }
 }
 
-/// Runs `fetch` unless a fetch of `key` runs already, then waits for that.
+/// Runs `fetch` unless a fetch of `key` runs already, then waits for that
+/// (and runs it after all if that one's request went away unfinished).
 async fn once<F, Fut>(cache: &PullThroughCache, key: String, fetch: F) -> ApiResult<()>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ApiResult<()>>,
 {
-    match cache.flights.join(key) {
-        Joined::Lead(lead) => {
-            let outcome = fetch().await;
-            lead.finish(outcome.clone());
-            outcome
+    loop {
+        match cache.flights.join(key.clone()) {
+            Joined::Lead(lead) => {
+                let outcome = fetch().await;
+                lead.finish(outcome.clone());
+                return outcome;
+            }
+            Joined::Follow(follow) => {
+                if let Some(outcome) = follow.outcome().await {
+                    return outcome;
+                }
+            }
         }
-        Joined::Follow(follow) => follow.outcome().await,
     }
 }
 
