@@ -25,6 +25,22 @@ pub struct ParsedManifest {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl ParsedManifest {
+    /// What the log stores of the manifest: `bytes` exactly as received.
+    pub fn into_record(self, bytes: Vec<u8>, at_ms: u64) -> raft::ManifestRecord {
+        raft::ManifestRecord {
+            media_type: self.media_type,
+            bytes,
+            blobs: self.blobs,
+            children: self.children,
+            subject: self.subject,
+            artifact_type: self.artifact_type,
+            annotations: self.annotations,
+            at_ms,
+        }
+    }
+}
+
 fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::ManifestInvalid, detail)
 }

@@ -188,16 +188,7 @@ async fn fetch(
     }
     let parsed = crate::manifest::parse(None, &bytes)
         .map_err(|e| UpstreamError::Failed(format!("sent an invalid manifest: {}", e.detail)))?;
-    let record = ManifestRecord {
-        media_type: parsed.media_type,
-        bytes: bytes.to_vec(),
-        blobs: parsed.blobs,
-        children: parsed.children,
-        subject: parsed.subject,
-        artifact_type: parsed.artifact_type,
-        annotations: parsed.annotations,
-        at_ms: now_ms(),
-    };
+    let record = parsed.into_record(bytes.to_vec(), now_ms());
     tracing::info!(repository = %name, %digest, tag, upstream = covered.upstream.url(),
         "cached a manifest from the upstream");
     Ok(store(state, name, digest, tag, record).await)

@@ -20,9 +20,7 @@ pub async fn get(
     digest: &Digest,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    let (_, blob) =
-        super::by_digest(state, |view| view.servable_blob(name.as_str(), digest)).await?;
-    if let Some(blob) = blob {
+    if let Some(blob) = servable(state, name, digest).await? {
         return serve(state, req, name, digest, blob, head).await;
     }
     if let Some(cache) = &state.cache {
@@ -32,6 +30,16 @@ pub async fn get(
         }
     }
     Err(unknown(name, digest))
+}
+
+async fn servable(
+    state: &AppState,
+    name: &RepoName,
+    digest: &Digest,
+) -> ApiResult<Option<raft::state::ServableBlob>> {
+    let (_, blob) =
+        super::by_digest(state, |view| view.servable_blob(name.as_str(), digest)).await?;
+    Ok(blob)
 }
 
 fn unknown(name: &RepoName, digest: &Digest) -> ApiError {
@@ -46,9 +54,9 @@ pub async fn serve_stored(
     digest: &Digest,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    let (_, blob) =
-        super::by_digest(state, |view| view.servable_blob(name.as_str(), digest)).await?;
-    let blob = blob.ok_or_else(|| unknown(name, digest))?;
+    let blob = servable(state, name, digest)
+        .await?
+        .ok_or_else(|| unknown(name, digest))?;
     serve(state, req, name, digest, blob, head).await
 }
 

@@ -10,7 +10,7 @@ use actix_web::body::SizedStream;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures::StreamExt;
-use raft::{Command, ManifestRecord, Response};
+use raft::{Command, Response};
 use storage::{Algorithm, Hasher};
 
 pub async fn put(
@@ -78,16 +78,7 @@ pub async fn put(
         }
     }
     let subject = parsed.subject.clone();
-    let record = ManifestRecord {
-        media_type: parsed.media_type,
-        bytes: bytes.to_vec(),
-        blobs: parsed.blobs,
-        children: parsed.children,
-        subject: parsed.subject,
-        artifact_type: parsed.artifact_type,
-        annotations: parsed.annotations,
-        at_ms: now_ms(),
-    };
+    let record = parsed.into_record(bytes.to_vec(), now_ms());
     let events = state
         .notifier(req)
         .map(|notifier| {
