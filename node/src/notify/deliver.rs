@@ -85,7 +85,7 @@ impl Deliverer {
         let mut written_at = Instant::now();
         loop {
             let view = self.meta.local_view();
-            let recorded = view.events_recorded().unwrap_or(0);
+            let mut recorded = view.events_recorded().unwrap_or(0);
             let logged = view.event_cursor(self.name()).ok().flatten().unwrap_or(0);
             if !self.leads() {
                 // Only the leader delivers, so only it has anything pending:
@@ -111,8 +111,14 @@ impl Deliverer {
                 self.write_cursor(cursor).await;
                 written_at = Instant::now();
             }
-            self.metrics.set_pending(self.name(), recorded - cursor);
+            // The view is live, not a snapshot: an event recorded after the
+            // count was read may already be in the batch.
             let batch = view.events_after(cursor, BATCH).unwrap_or_default();
+            if let Some((last, _)) = batch.last() {
+                recorded = recorded.max(*last);
+            }
+            self.metrics
+                .set_pending(self.name(), recorded.saturating_sub(cursor));
             if batch.is_empty() {
                 if cursor > logged {
                     self.write_cursor(cursor).await;
@@ -210,6 +216,13 @@ impl Deliverer {
             }
             tokio::time::sleep(self.wait_after(failures)).await;
             let recorded = self.meta.local_view().events_recorded().unwrap_or(0);
+            // Events recorded while this one is retried join the backlog.
+            self.metrics.set_pending(
+                self.name(),
+                recorded
+                    .max(ordinal)
+                    .saturating_sub(ordinal.saturating_sub(1)),
+            );
             let overflowed = recorded.saturating_sub(self.endpoint.backlog) >= ordinal;
             if !self.leads() || overflowed {
                 return Outcome::Interrupted;
