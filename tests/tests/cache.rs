@@ -285,6 +285,35 @@ async fn tags_are_rechecked_after_their_ttl_and_served_stale_when_the_upstream_i
     .await;
     assert!(moved, "re-checked once its ttl passed");
 
+    // Read-only: what is cached is served without asking, misses refused.
+    let http = reqwest::Client::new();
+    let switch = |mode: &'static str| {
+        let request = http.post(format!("{}/readonly/{mode}", node.debug_url()));
+        async move { assert!(request.send().await.unwrap().status().is_success()) }
+    };
+    switch("on").await;
+    let everywhere = eventually(Duration::from_secs(30), || async {
+        node.metric_sum("registry_read_only") == node.len() as u64
+    })
+    .await;
+    assert!(everywhere, "every node applied read-only mode");
+    let asked = manifest_requests(&origin);
+    let cached = client.manifest("always/team/app", "latest").await;
+    assert_eq!(digest_of(&cached).as_deref(), Some(second.as_str()));
+    assert_eq!(
+        manifest_requests(&origin),
+        asked,
+        "read-only stores nothing new"
+    );
+    let miss = client.manifest("always/team/other", "latest").await;
+    assert_eq!(miss.status(), StatusCode::SERVICE_UNAVAILABLE);
+    switch("off").await;
+    let writable = eventually(Duration::from_secs(30), || async {
+        node.metric_sum("registry_read_only") == 0
+    })
+    .await;
+    assert!(writable, "every node left read-only mode");
+
     origin.stop(0);
     let stale = client.manifest("always/team/app", "latest").await;
     assert_eq!(

@@ -30,9 +30,15 @@ pub async fn refresh(
                 cache.metrics.lookup(upstream, "manifest", "hit");
                 return Ok(());
             }
+            if crate::refuses_writes(state.config.read_only, &state.meta) {
+                return Err(super::read_only());
+            }
             once(cache, key, || async {
                 let result = fetch(state, covered, name, digest, None).await;
-                count(cache, upstream, &result, "fetched");
+                let label = result
+                    .as_ref()
+                    .map_or_else(UpstreamError::label, |_| "fetched");
+                cache.metrics.lookup(upstream, "manifest", label);
                 result.map_err(|e| e.to_api(ErrorCode::ManifestUnknown))?
             })
             .await
@@ -56,6 +62,16 @@ pub async fn refresh(
                 cache.metrics.lookup(upstream, "manifest", "hit");
                 return Ok(());
             }
+            if crate::refuses_writes(state.config.read_only, &state.meta) {
+                // Nothing new is stored while read-only: serve what is cached.
+                return match cached {
+                    Some(_) => {
+                        cache.metrics.lookup(upstream, "manifest", "stale");
+                        Ok(())
+                    }
+                    None => Err(super::read_only()),
+                };
+            }
             once(cache, key, || async {
                 let cached_digest = cached.as_ref().map(|(digest, _)| digest);
                 let result = revalidate(state, covered, name, tag.as_str(), cached_digest).await;
@@ -71,11 +87,17 @@ pub async fn refresh(
                         cache.metrics.lookup(upstream, "manifest", "stale");
                         Ok(())
                     }
+                    (Err(Fetch::Local(e)), Some(digest)) => {
+                        tracing::warn!(repository = %name, tag = tag.as_str(), %digest, upstream,
+                            error = %e.detail, "serving the cached tag: storing the upstream's answer failed");
+                        cache.metrics.lookup(upstream, "manifest", "stale");
+                        Ok(())
+                    }
                     (Err(Fetch::Upstream(e)), None) => {
                         cache.metrics.lookup(upstream, "manifest", e.label());
                         Err(e.to_api(ErrorCode::ManifestUnknown))
                     }
-                    (Err(Fetch::Local(e)), _) => Err(e),
+                    (Err(Fetch::Local(e)), None) => Err(e),
                 }
             })
             .await
@@ -104,19 +126,6 @@ where
             }
         }
     }
-}
-
-fn count(
-    cache: &PullThroughCache,
-    upstream: &str,
-    result: &Result<ApiResult<()>, UpstreamError>,
-    fetched: &str,
-) {
-    let label = match result {
-        Ok(_) => fetched,
-        Err(e) => e.label(),
-    };
-    cache.metrics.lookup(upstream, "manifest", label);
 }
 
 /// A fetch's failure: the upstream's, or this registry's own in storing it.
