@@ -335,6 +335,110 @@ async fn tags_are_rechecked_after_their_ttl_and_served_stale_when_the_upstream_i
     assert_eq!(error_code(never_cached).await, "UNAVAILABLE");
 }
 
+async fn tag_list(client: &Client, path: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+    let response = client.get(path).await;
+    let status = response.status();
+    let link = header(&response, "Link");
+    let body = serde_json::from_slice(&bytes(response).await).unwrap_or_default();
+    (status, link, body)
+}
+
+#[tokio::test]
+async fn tag_lists_are_the_upstreams_and_the_caches_own_while_it_is_down() {
+    let mut origin = upstream_node(|_| {});
+    let (config, layer) = (data(200, 11), data(4000, 12));
+    for tag in ["v1", "v2", "v3"] {
+        origin
+            .client(0)
+            .push_image("library/app", tag, &config, &[&layer])
+            .await;
+    }
+    let node = cache(vec![upstream("hub", origin.base_url(), Some(HOUR))], |_| {});
+    let client = node.client();
+
+    let (status, link, body) = tag_list(&client, "/v2/hub/library/app/tags/list").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["name"], "hub/library/app");
+    assert_eq!(
+        body["tags"],
+        serde_json::json!(["v1", "v2", "v3"]),
+        "none pulled yet"
+    );
+    assert_eq!(link, None);
+    let (_, link, body) = tag_list(&client, "/v2/hub/library/app/tags/list?n=2").await;
+    assert_eq!(body["tags"], serde_json::json!(["v1", "v2"]));
+    let link = link.expect("a next page");
+    assert!(
+        link.contains("/v2/hub/library/app/tags/list?n=2&last=v2"),
+        "{link}"
+    );
+    let (_, link, body) = tag_list(&client, "/v2/hub/library/app/tags/list?n=2&last=v2").await;
+    assert_eq!(body["tags"], serde_json::json!(["v3"]));
+    assert_eq!(link, None);
+    let (status, _, body) = tag_list(&client, "/v2/hub/library/nothing/tags/list").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["errors"][0]["code"], "NAME_UNKNOWN");
+
+    pull_and_compare(&client, "hub/library/app", "v2", &config, &[&layer]).await;
+    origin.stop(0);
+    let (status, _, body) = tag_list(&client, "/v2/hub/library/app/tags/list").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the cache's own list, upstream down"
+    );
+    assert_eq!(body["tags"], serde_json::json!(["v2"]));
+    assert_eq!(
+        counter(
+            &node,
+            "registry_cache_lookups_total",
+            &[r#"kind="tags""#, r#"result="stale""#]
+        ),
+        1
+    );
+    let (status, _, body) = tag_list(&client, "/v2/hub/library/other/tags/list").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing cached to list");
+    assert_eq!(body["errors"][0]["code"], "NAME_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_layer_two_repositories_share_is_fetched_once_and_linked_only_where_the_upstream_has_it()
+{
+    let origin = upstream_node(|_| {});
+    let (config_a, config_b, shared) = (data(150, 21), data(160, 22), data(200_000, 23));
+    let upstream_client = origin.client(0);
+    upstream_client
+        .push_image("library/a", "v1", &config_a, &[&shared])
+        .await;
+    upstream_client
+        .push_image("library/b", "v1", &config_b, &[&shared])
+        .await;
+    let node = cache(vec![upstream("hub", origin.base_url(), Some(HOUR))], |_| {});
+    let client = node.client();
+
+    pull_and_compare(&client, "hub/library/a", "v1", &config_a, &[&shared]).await;
+    assert_eq!(blob_fetches(&origin), 2);
+    pull_and_compare(&client, "hub/library/b", "v1", &config_b, &[&shared]).await;
+    assert_eq!(
+        blob_fetches(&origin),
+        3,
+        "b's config only: the shared layer is held"
+    );
+    assert_eq!(
+        counter(
+            &node,
+            "registry_cache_lookups_total",
+            &[r#"kind="blob""#, r#"result="linked""#]
+        ),
+        1
+    );
+    // a's config is held, but upstream b has no such blob: b does not serve it.
+    let response = client.blob("hub/library/b", &sha256(&config_a)).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(response).await, "BLOB_UNKNOWN");
+    assert_eq!(blob_fetches(&origin), 3);
+}
+
 #[tokio::test]
 async fn upstream_credentials_are_sent_and_wrong_ones_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -636,6 +740,10 @@ async fn distributions_registry_serves_as_an_upstream_with_and_without_a_login()
             StatusCode::CREATED,
             "PUT manifest to distribution"
         );
+        let later = pusher
+            .put_manifest("lib/app", "later", OCI_MANIFEST, &manifest)
+            .await;
+        assert_eq!(later.status(), StatusCode::CREATED);
         let prefix = if login.is_some() { "private" } else { "public" };
         upstreams.push(UpstreamConfig {
             username: login.map(|(user, _)| user.to_owned()),
@@ -647,6 +755,13 @@ async fn distributions_registry_serves_as_an_upstream_with_and_without_a_login()
     let client = node.client();
     pull_and_compare(&client, "public/lib/app", "v1", &config, &[&layer]).await;
     pull_and_compare(&client, "private/lib/app", "v1", &config, &[&layer]).await;
+    let (status, _, listed) = tag_list(&client, "/v2/private/lib/app/tags/list").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed["tags"],
+        serde_json::json!(["later", "v1"]),
+        "distribution's list, through its login"
+    );
 
     // skopeo, a real client, copies the cached image out unchanged.
     let out = tempfile::tempdir().unwrap();

@@ -4,16 +4,16 @@
 
 use super::flight::{Joined, Lead};
 use super::upstream::BlobStream;
-use super::{Covered, PullThroughCache};
+use super::{Covered, PullThroughCache, UpstreamError};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::handlers::{blobs::serve_stored, header, DOCKER_CONTENT_DIGEST};
 use crate::names::RepoName;
-use crate::state::AppState;
+use crate::state::{now_ms, AppState};
 use actix_web::body::SizedStream;
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::StreamExt;
-use raft::NodeId;
+use raft::{BlobSource, Command, NodeId, Response};
 use storage::{Digest, ErrorKind, StorageError};
 use tokio::sync::mpsc;
 
@@ -33,6 +33,9 @@ pub async fn fetch(
 ) -> ApiResult<HttpResponse> {
     if crate::refuses_writes(state.config.read_only, &state.meta) {
         return Err(super::read_only());
+    }
+    if let Some(answer) = link_held(state, req, cache, covered, name, digest, head).await? {
+        return Ok(answer);
     }
     if !state.forwarded {
         if let Some((owner, addr)) = owner_elsewhere(state, digest) {
@@ -110,6 +113,61 @@ pub async fn fetch(
         Some(length) => response.body(SizedStream::new(length, stream)),
         None => response.streaming(stream),
     })
+}
+
+/// Serves a blob the cache already holds for another repository, linked
+/// into `name` once the upstream confirmed with a `HEAD` that `name` has it
+/// too: a layer images share is fetched once, and `name` serves only what
+/// the upstream serves in it. `None` when it must be fetched after all.
+async fn link_held(
+    state: &AppState,
+    req: &HttpRequest,
+    cache: &PullThroughCache,
+    covered: &Covered,
+    name: &RepoName,
+    digest: &Digest,
+    head: bool,
+) -> ApiResult<Option<HttpResponse>> {
+    let view = state.meta.read().await?;
+    let Some(blob) = view.blob(digest)? else {
+        return Ok(None);
+    };
+    let upstream = covered.upstream.url();
+    match covered
+        .upstream
+        .has_blob(&covered.remote_repo, digest)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            cache.metrics.lookup(upstream, "blob", "not_found");
+            return Err(UpstreamError::NotFound("blob").to_api(ErrorCode::BlobUnknown));
+        }
+        Err(e) => {
+            // The fetch that follows meets the same failure and reports it.
+            tracing::debug!(repository = %name, %digest, upstream, error = %e,
+                "cannot ask the upstream about a blob held for another repository");
+            return Ok(None);
+        }
+    }
+    // Written like a push whose bytes are already stored: the log links
+    // the blob at its recorded generation.
+    let command = Command::CommitBlobAt {
+        repo: name.to_string(),
+        digest: digest.clone(),
+        size: blob.size,
+        source: BlobSource::Direct,
+        at_ms: now_ms(),
+        generation: view.generation_to_write(digest)?,
+    };
+    if state.meta.propose(command).await? != Response::Done {
+        // Collected in the meantime: fetched again.
+        return Ok(None);
+    }
+    cache.metrics.lookup(upstream, "blob", "linked");
+    tracing::debug!(repository = %name, %digest, upstream,
+        "linked a blob the cache held for another repository");
+    serve_stored(state, req, name, digest, head).await.map(Some)
 }
 
 /// The member that fetches `digest` for the whole cluster, when it is not

@@ -4,8 +4,10 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 #[derive(Debug, Clone)]
 pub struct CacheMetrics {
-    /// Pulls of covered content by kind (`manifest`, `blob`) and result:
-    /// `hit` (served as cached), `fetched` (filled from the upstream),
+    /// Pulls of covered content by kind (`manifest`, `blob`, `tags`) and
+    /// result: `hit` (served as cached), `fetched` (filled from, or for
+    /// tags listed by, the upstream), `linked` (a blob the cache holds for
+    /// another repository, linked once the upstream confirmed it),
     /// `revalidated` (a tag re-checked, unchanged), `stale` (served as
     /// cached because the upstream failed), `not_found`, `refused`,
     /// `failed` (nothing to serve).

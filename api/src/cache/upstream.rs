@@ -181,6 +181,32 @@ impl Upstream {
         Ok(bytes)
     }
 
+    /// Up to `n` tags of `repo` after `last`, as the upstream lists them.
+    pub async fn tags(
+        &self,
+        repo: &str,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Vec<String>, UpstreamError> {
+        let listed = self
+            .client
+            .list_tags(&self.tagged(repo, "latest"), &self.auth, n, last)
+            .await
+            .map_err(|e| UpstreamError::of("repository", e))?;
+        Ok(listed.tags)
+    }
+
+    /// Whether `repo` has blob `digest` upstream, asked with a `HEAD`.
+    pub async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool, UpstreamError> {
+        self.client
+            .store_auth_if_needed(&self.registry, &self.auth)
+            .await;
+        self.client
+            .blob_exists(&self.digested(repo, digest), &digest.to_string())
+            .await
+            .map_err(|e| UpstreamError::of("blob", e))
+    }
+
     /// Blob `digest` of `repo`, streamed (the caller verifies it).
     pub async fn blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, UpstreamError> {
         self.client

@@ -1,4 +1,5 @@
-//! `GET /v2/<name>/tags/list` with `n`/`last` pagination.
+//! `GET /v2/<name>/tags/list` with `n`/`last` pagination (in a repository
+//! a pull-through upstream covers, the upstream's list).
 
 use super::{next_link, page};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -8,15 +9,38 @@ use actix_web::{HttpRequest, HttpResponse};
 
 pub async fn list(state: &AppState, req: &HttpRequest, name: &RepoName) -> ApiResult<HttpResponse> {
     let page = page(req)?;
-    let view = state.meta.read().await?;
-    if !view.repo_exists(name.as_str())? {
-        return Err(ApiError::new(
-            ErrorCode::NameUnknown,
-            format!("no repository {name}"),
-        ));
-    }
     let limit = page.n.unwrap_or(usize::MAX);
-    let mut tags = view.tags(name.as_str(), page.last.as_deref(), limit.saturating_add(1))?;
+    // One more than asked for says whether there is a next page.
+    let ask = page.n.map(|n| n.saturating_add(1));
+    let upstream = match state.cache.as_deref() {
+        Some(cache) => match cache.covering(name.as_str()) {
+            Some(covered) => {
+                crate::cache::tags::listed_upstream(
+                    cache,
+                    &covered,
+                    name,
+                    ask,
+                    page.last.as_deref(),
+                )
+                .await
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let mut tags = match upstream {
+        Some(tags) => tags,
+        None => {
+            let view = state.meta.read().await?;
+            if !view.repo_exists(name.as_str())? {
+                return Err(ApiError::new(
+                    ErrorCode::NameUnknown,
+                    format!("no repository {name}"),
+                ));
+            }
+            view.tags(name.as_str(), page.last.as_deref(), limit.saturating_add(1))?
+        }
+    };
     let more = tags.len() > limit;
     tags.truncate(limit);
     let mut response = HttpResponse::Ok();
