@@ -97,12 +97,16 @@ pub struct Report {
 
 /// Latencies and errors of concurrent requests.
 #[derive(Default)]
-struct Samples {
+pub(crate) struct Samples {
     latencies: Mutex<Vec<Duration>>,
     errors: AtomicU64,
 }
 
 impl Samples {
+    pub(crate) fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
     fn record(&self, started: Instant, ok: bool) {
         if ok {
             self.latencies
@@ -114,7 +118,13 @@ impl Samples {
         }
     }
 
-    fn figure(&self, workload: &str, unit: &str, amount: f64, elapsed: Duration) -> Figure {
+    pub(crate) fn figure(
+        &self,
+        workload: &str,
+        unit: &str,
+        amount: f64,
+        elapsed: Duration,
+    ) -> Figure {
         let mut latencies = self
             .latencies
             .lock()
@@ -179,15 +189,15 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-struct Bench {
-    url: String,
-    http: reqwest::Client,
-    progress: bool,
-    prefix: String,
+pub(crate) struct Bench {
+    pub(crate) url: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) progress: bool,
+    pub(crate) prefix: String,
 }
 
 impl Bench {
-    fn bar(&self, len: usize, what: &str) -> ProgressBar {
+    pub(crate) fn bar(&self, len: usize, what: &str) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
         }
@@ -202,7 +212,7 @@ impl Bench {
     }
 
     /// Runs `work(i)` for `i in 0..count` on `clients` concurrent workers.
-    async fn concurrently<F, Fut>(
+    pub(crate) async fn concurrently<F, Fut>(
         &self,
         count: usize,
         clients: usize,
@@ -247,7 +257,12 @@ impl Bench {
     /// A monolithic push as every registry supports it: `POST` opens a
     /// session, one `PUT ?digest=` carries the whole blob. (The single-request
     /// `POST ?digest=` form is optional in the spec; distribution 2.8 lacks it.)
-    async fn push_blob(http: &reqwest::Client, url: &str, repo: &str, data: Bytes) -> bool {
+    pub(crate) async fn push_blob(
+        http: &reqwest::Client,
+        url: &str,
+        repo: &str,
+        data: Bytes,
+    ) -> bool {
         let digest = sha256(&data);
         let Ok(started) = http
             .post(format!("{url}/v2/{repo}/blobs/uploads/"))
@@ -273,7 +288,11 @@ impl Bench {
             .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
     }
 
-    async fn get_len(http: &reqwest::Client, url: String, accept: Option<&str>) -> Option<u64> {
+    pub(crate) async fn get_len(
+        http: &reqwest::Client,
+        url: String,
+        accept: Option<&str>,
+    ) -> Option<u64> {
         let mut request = http.get(url);
         if let Some(accept) = accept {
             request = request.header("Accept", accept);
@@ -574,7 +593,7 @@ impl Bench {
     }
 }
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 fn absolute(base: &str, location: &str) -> String {
     if location.starts_with("http") {
@@ -620,6 +639,18 @@ async fn push_image(http: &reqwest::Client, url: &str, repo: &str, tag: &str, se
         .send()
         .await
         .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
+}
+
+/// A namespace of its own for each run, so runs against one registry do
+/// not collide.
+pub(crate) fn fresh_namespace() -> String {
+    format!(
+        "bench{}",
+        std::process::id()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+    )
 }
 
 /// Runs every workload against the registry at `url`.
@@ -674,14 +705,7 @@ pub async fn run_workloads(
         url: url.trim_end_matches('/').to_owned(),
         http: http.build().expect("http client"),
         progress,
-        // A fresh namespace per run, so runs against one registry do not collide.
-        prefix: format!(
-            "bench{}",
-            std::process::id()
-                ^ std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos())
-        ),
+        prefix: fresh_namespace(),
     };
     let mut figures = Vec::new();
     for workload in workloads {
@@ -745,13 +769,18 @@ pub fn table(ours: &Report, reference: &Report) -> String {
         })
     };
     out.push_str(&format!(
-        "peak RSS: {} {}, {} {}\nsingle-core SHA-256: {:.0} MB/s\n",
+        "peak RSS: {} {}, {} {}\n",
         ours.label,
         mib(ours.peak_rss_bytes),
         reference.label,
         mib(reference.peak_rss_bytes),
-        ours.sha256_mb_s
     ));
+    if ours.sha256_mb_s > 0.0 {
+        out.push_str(&format!(
+            "single-core SHA-256: {:.0} MB/s\n",
+            ours.sha256_mb_s
+        ));
+    }
     out
 }
 

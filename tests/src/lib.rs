@@ -5,6 +5,7 @@
 pub mod azurite;
 pub mod balancer;
 pub mod bench;
+pub mod cache_bench;
 pub mod cluster;
 pub mod gc_bench;
 pub mod gcs;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use registry_tests::bench::{self, Report, Sizes, Workload};
+use registry_tests::cache_bench::{self, CacheSizes};
 use registry_tests::gc_bench;
 use std::path::PathBuf;
 
@@ -60,6 +61,28 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Pulls through a pull-through cache of `--upstream` (a registry that
+    /// accepts pushes): cold, warm, and one image by many clients at once,
+    /// against the same images pulled from the upstream directly.
+    Cache {
+        /// The upstream the cache fills from, without a prefix.
+        #[arg(long)]
+        upstream: String,
+        /// The cache's base URL.
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "cache")]
+        label: String,
+        /// The cache's PID, to report its peak RSS.
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        tiny: bool,
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Print two JSON reports side by side with the ratio ours/reference.
     Table { ours: PathBuf, reference: PathBuf },
     /// Kill the leader of a running cluster under a push load and report
@@ -81,6 +104,27 @@ fn read(path: &PathBuf) -> Report {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// Prints the figures, writes them as JSON, and fails the process when
+/// any request failed.
+fn print_and_save(report: &Report, json: Option<PathBuf>) {
+    for f in &report.figures {
+        println!(
+            "{:<44} {:>10.1} {:<5}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}",
+            f.workload, f.throughput, f.unit, f.p50_ms, f.p99_ms, f.errors
+        );
+    }
+    if let Some(path) = json {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(report).expect("json"))
+            .expect("write report");
+    }
+    if report.figures.iter().any(|f| f.errors > 0) {
+        std::process::exit(1);
+    }
 }
 
 #[tokio::main]
@@ -110,26 +154,11 @@ async fn main() {
             };
             let report =
                 bench::run_workloads(&label, &url, pid, &sizes, !quiet, &workloads, ca).await;
-            for f in &report.figures {
-                println!(
-                    "{:<44} {:>10.1} {:<5}  p50 {:>8.2} ms  p99 {:>8.2} ms  errors {}",
-                    f.workload, f.throughput, f.unit, f.p50_ms, f.p99_ms, f.errors
-                );
-            }
             if let Some(rss) = report.peak_rss_bytes {
                 println!("peak RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
             }
             println!("single-core SHA-256 {:.0} MB/s", report.sha256_mb_s);
-            if let Some(path) = json {
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("json"))
-                    .expect("write report");
-            }
-            if report.figures.iter().any(|f| f.errors > 0) {
-                std::process::exit(1);
-            }
+            print_and_save(&report, json);
         }
         Command::Gc {
             url,
@@ -171,6 +200,23 @@ async fn main() {
             if f.load_errors > 0 || f.removed < f.garbage_blobs {
                 std::process::exit(1);
             }
+        }
+        Command::Cache {
+            upstream,
+            url,
+            label,
+            pid,
+            json,
+            tiny,
+            quiet,
+        } => {
+            let sizes = if tiny {
+                CacheSizes::tiny()
+            } else {
+                CacheSizes::full()
+            };
+            let report = cache_bench::run(&label, &upstream, &url, pid, &sizes, !quiet).await;
+            print_and_save(&report, json);
         }
         Command::Table { ours, reference } => {
             print!("{}", bench::table(&read(&ours), &read(&reference)))
