@@ -49,3 +49,34 @@ async fn the_gc_benchmark_collects_exactly_the_garbage_without_listing_storage()
     );
     assert!(f.pushes_per_s > 0.0 && f.pulls_per_s_during > 0.0, "{f:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_benchmark_pulls_through_a_cache_without_errors() {
+    let upstream = TestNode::start();
+    let remote_url = upstream.base_url();
+    let cache = TestNode::start_with(move |config| {
+        config.proxy = vec![api::cache::UpstreamConfig {
+            prefix: String::new(),
+            remote_url: remote_url.clone(),
+            username: None,
+            password: None,
+            ttl: Some(std::time::Duration::from_secs(3600)),
+        }];
+    });
+    let sizes = registry_tests::cache_bench::CacheSizes::tiny();
+    let report = registry_tests::cache_bench::run(
+        "ours",
+        &upstream.base_url(),
+        &cache.base_url(),
+        Some(std::process::id()),
+        &sizes,
+        false,
+    )
+    .await;
+    assert_eq!(report.figures.len(), 4, "{:?}", report.figures);
+    for figure in &report.figures {
+        assert_eq!(figure.errors, 0, "{figure:?}");
+        assert!(figure.requests > 0 && figure.throughput > 0.0, "{figure:?}");
+    }
+    assert!(!bench::table(&report, &report).contains("SHA-256"));
+}
