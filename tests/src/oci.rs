@@ -20,6 +20,21 @@ pub fn descriptor(media_type: &str, data: &[u8]) -> serde_json::Value {
     serde_json::json!({ "mediaType": media_type, "digest": sha256(data), "size": data.len() })
 }
 
+/// An artifact manifest of `artifact_type` whose subject is the manifest
+/// `subject` and whose one layer is `layer` (config: the empty `{}`).
+pub fn artifact(artifact_type: &str, subject: &[u8], layer: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": descriptor(EMPTY_CONFIG, b"{}"),
+        "layers": [descriptor("application/octet-stream", layer)],
+        "subject": descriptor(OCI_MANIFEST, subject),
+        "annotations": { "org.example.kind": artifact_type },
+    }))
+    .expect("json")
+}
+
 /// An image manifest over `config` and `layers`.
 pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
     let layers: Vec<_> = layers.iter().map(|l| descriptor(OCI_LAYER, l)).collect();

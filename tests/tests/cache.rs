@@ -8,7 +8,7 @@
 use api::cache::UpstreamConfig;
 use registry_tests::cluster::{http_get, TestCluster};
 use registry_tests::oci::{
-    bytes, error_code, header, image_manifest, sha256, Client, OCI_INDEX, OCI_MANIFEST,
+    artifact, bytes, error_code, header, image_manifest, sha256, Client, OCI_INDEX, OCI_MANIFEST,
 };
 use registry_tests::{eventually, free_port, TestNode};
 use reqwest::StatusCode;
@@ -437,6 +437,91 @@ async fn a_layer_two_repositories_share_is_fetched_once_and_linked_only_where_th
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(response).await, "BLOB_UNKNOWN");
     assert_eq!(blob_fetches(&origin), 3);
+}
+
+#[tokio::test]
+async fn referrers_are_the_upstreams_and_the_caches_own_while_it_is_down() {
+    let mut origin = upstream_node(|_| {});
+    let pusher = origin.client(0);
+    let subject = pusher
+        .push_image("library/app", "v1", b"{}", &[b"base"])
+        .await;
+    let image = image_manifest(b"{}", &[b"base"]);
+    let mut artifacts = Vec::new();
+    for (kind, layer) in [
+        ("application/vnd.example.sig", &b"signature"[..]),
+        ("application/vnd.example.sbom", b"sbom"),
+    ] {
+        pusher.push_blob("library/app", layer).await;
+        let manifest = artifact(kind, &image, layer);
+        let put = pusher
+            .put_manifest("library/app", &sha256(&manifest), OCI_MANIFEST, &manifest)
+            .await;
+        assert_eq!(put.status(), StatusCode::CREATED);
+        artifacts.push(manifest);
+    }
+    let node = cache(vec![upstream("hub", origin.base_url(), Some(HOUR))], |_| {});
+    let client = node.client();
+    let referrers = |query: &'static str| {
+        let path = format!("/v2/hub/library/app/referrers/{subject}{query}");
+        let client = &client;
+        async move {
+            let response = client.get(&path).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                header(&response, "Content-Type").as_deref(),
+                Some(OCI_INDEX)
+            );
+            let filtered = header(&response, "OCI-Filters-Applied");
+            let index: serde_json::Value = serde_json::from_slice(&bytes(response).await).unwrap();
+            let mut found: Vec<(String, String)> = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    (
+                        d["digest"].as_str().unwrap().to_owned(),
+                        d["artifactType"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            found.sort();
+            (found, filtered)
+        }
+    };
+    let entry = |i: usize, kind: &str| (sha256(&artifacts[i]), kind.to_owned());
+    let (all, filtered) = referrers("").await;
+    let mut expected = vec![
+        entry(0, "application/vnd.example.sig"),
+        entry(1, "application/vnd.example.sbom"),
+    ];
+    expected.sort();
+    assert_eq!(all, expected, "the upstream's, none pulled yet");
+    assert_eq!(filtered, None);
+    let (signatures, filtered) = referrers("?artifactType=application/vnd.example.sig").await;
+    assert_eq!(signatures, vec![entry(0, "application/vnd.example.sig")]);
+    assert_eq!(filtered.as_deref(), Some("artifactType"));
+
+    // A verifier pulls the signature by digest through the cache.
+    let pulled = client
+        .manifest("hub/library/app", &sha256(&artifacts[0]))
+        .await;
+    assert_eq!(bytes(pulled).await, artifacts[0]);
+    origin.stop(0);
+    let (cached, _) = referrers("").await;
+    assert_eq!(
+        cached,
+        vec![entry(0, "application/vnd.example.sig")],
+        "the cache's own, upstream down"
+    );
+    assert_eq!(
+        counter(
+            &node,
+            "registry_cache_lookups_total",
+            &[r#"kind="referrers""#, r#"result="stale""#]
+        ),
+        1
+    );
 }
 
 #[tokio::test]

@@ -1,21 +1,8 @@
 //! The referrers API (spec 1.1): `subject`, `OCI-Subject`, filtering.
 
-use registry_tests::oci::{self, header, sha256, OCI_INDEX, OCI_MANIFEST};
+use registry_tests::oci::{self, artifact, header, sha256, OCI_INDEX, OCI_MANIFEST};
 use registry_tests::TestNode;
 use reqwest::StatusCode;
-
-fn artifact(artifact_type: &str, subject: &[u8], layer: &[u8]) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": oci::descriptor(oci::EMPTY_CONFIG, b"{}"),
-        "layers": [oci::descriptor("application/octet-stream", layer)],
-        "subject": oci::descriptor(OCI_MANIFEST, subject),
-        "annotations": { "org.example.kind": artifact_type },
-    }))
-    .unwrap()
-}
 
 #[tokio::test]
 async fn referrers_are_listed_and_filtered() {

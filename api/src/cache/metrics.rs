@@ -4,7 +4,8 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 #[derive(Debug, Clone)]
 pub struct CacheMetrics {
-    /// Pulls of covered content by kind (`manifest`, `blob`, `tags`) and
+    /// Pulls of covered content by kind (`manifest`, `blob`, `tags`,
+    /// `referrers`) and
     /// result: `hit` (served as cached), `fetched` (filled from, or for
     /// tags listed by, the upstream), `linked` (a blob the cache holds for
     /// another repository, linked once the upstream confirmed it),

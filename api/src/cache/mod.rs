@@ -13,17 +13,17 @@
 //!   streamed to the first client while they are stored. The last bytes go
 //!   out only once the digest is verified and the blob recorded, so a
 //!   client never receives a whole blob that does not hash to its digest.
-//! * Tag lists are the upstream's ([`tags`]), the cache's own when the
-//!   upstream cannot answer.
+//! * Tag lists and referrers are the upstream's ([`listings`]), the cache's
+//!   own when the upstream cannot answer.
 //! * Expiry is the node's business: a retention rule per upstream untags
 //!   what was neither fetched nor pulled within `ttl`, and garbage
 //!   collection does the rest, never taking a blob another image uses.
 
 pub mod blobs;
 mod flight;
+pub mod listings;
 pub mod manifests;
 mod metrics;
-pub mod tags;
 mod upstream;
 
 pub use metrics::CacheMetrics;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use oci_client::Reference;
+use oci_client::{Reference, RegistryOperation};
 use std::time::Duration;
 use storage::Digest;
 
@@ -19,6 +19,9 @@ pub struct Upstream {
     /// `host[:port]`, as references name the registry.
     registry: String,
     client: oci_client::Client,
+    /// For the calls `oci-client` has no faithful form of (referrers: its
+    /// index entries drop `artifactType`), with the token it negotiated.
+    http: reqwest::Client,
     auth: RegistryAuth,
     ttl: Option<Duration>,
 }
@@ -121,8 +124,18 @@ impl Upstream {
             user_agent: concat!("registry-pull-through-cache/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         });
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!(
+                "registry-pull-through-cache/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| format!("an HTTP client for {url}: {e}"))?;
         Ok(Upstream {
             prefix: config.prefix.trim_matches('/').to_owned(),
+            http,
             registry: registry.to_owned(),
             url,
             client,
@@ -205,6 +218,77 @@ impl Upstream {
             .blob_exists(&self.digested(repo, digest), &digest.to_string())
             .await
             .map_err(|e| UpstreamError::of("blob", e))
+    }
+
+    /// The descriptors of the manifests whose subject is `subject` in
+    /// `repo`, through the upstream's referrers API, filtered by
+    /// `artifact_type` (here when the upstream did not); `None` when the
+    /// upstream has no referrers API (a 404, as the spec has it).
+    pub async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<serde_json::Value>>, UpstreamError> {
+        let token = self
+            .client
+            .auth(
+                &self.digested(repo, subject),
+                &self.auth,
+                RegistryOperation::Pull,
+            )
+            .await
+            .map_err(|e| UpstreamError::of("referrers", e))?;
+        let mut request = self
+            .http
+            .get(format!("{}/v2/{repo}/referrers/{subject}", self.url))
+            .header(reqwest::header::ACCEPT, OCI_INDEX);
+        if let Some(artifact_type) = artifact_type {
+            request = request.query(&[("artifactType", artifact_type)]);
+        }
+        request = match (token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        };
+        let failed = |e: reqwest::Error| UpstreamError::Failed(format!("referrers: {e}"));
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(UpstreamError::Refused(format!(
+                "referrers: answered {status}"
+            )));
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Failed(format!(
+                "referrers: answered {status}"
+            )));
+        }
+        let filtered = response
+            .headers()
+            .get("OCI-Filters-Applied")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|f| f.trim() == "artifactType"));
+        let body = response.bytes().await.map_err(failed)?;
+        let index: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Failed(format!("referrers: not an index: {e}")))?;
+        let Some(manifests) = index.get("manifests").and_then(|m| m.as_array()) else {
+            return Err(UpstreamError::Failed(
+                "referrers: an index without manifests".to_owned(),
+            ));
+        };
+        Ok(Some(
+            manifests
+                .iter()
+                .filter(|d| {
+                    filtered || artifact_type.is_none_or(|t| d["artifactType"].as_str() == Some(t))
+                })
+                .cloned()
+                .collect(),
+        ))
     }
 
     /// Blob `digest` of `repo`, streamed (the caller verifies it).

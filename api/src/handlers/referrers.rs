@@ -1,5 +1,6 @@
 //! `GET /v2/<name>/referrers/<digest>`: an image index of the manifests whose
-//! subject is `<digest>`, optionally filtered by `artifactType`.
+//! subject is `<digest>`, optionally filtered by `artifactType` (in a
+//! repository a pull-through upstream covers, the upstream's).
 
 use super::query;
 use crate::error::ApiResult;
@@ -16,11 +17,51 @@ pub async fn list(
     subject: &Digest,
 ) -> ApiResult<HttpResponse> {
     let filter = query(req).get("artifactType").cloned();
+    let upstream = match state.cache.as_deref() {
+        Some(cache) => match cache.covering(name.as_str()) {
+            Some(covered) => {
+                crate::cache::listings::referrers_upstream(
+                    cache,
+                    &covered,
+                    name,
+                    subject,
+                    filter.as_deref(),
+                )
+                .await
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let manifests = match upstream {
+        Some(manifests) => manifests,
+        None => stored(state, name, subject, filter.as_deref()).await?,
+    };
+    let mut response = HttpResponse::Ok();
+    response.content_type(OCI_INDEX);
+    if filter.is_some() {
+        response.insert_header(("OCI-Filters-Applied", "artifactType"));
+    }
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests,
+    });
+    Ok(response.body(body.to_string()))
+}
+
+/// The descriptors of the stored manifests whose subject is `subject`.
+async fn stored(
+    state: &AppState,
+    name: &RepoName,
+    subject: &Digest,
+    filter: Option<&str>,
+) -> ApiResult<Vec<serde_json::Value>> {
     let view = state.meta.read().await?;
     let referrers = view.referrers(name.as_str(), subject)?;
-    let manifests: Vec<serde_json::Value> = referrers
+    Ok(referrers
         .into_iter()
-        .filter(|r| filter.is_none() || r.manifest.artifact_type == filter)
+        .filter(|r| filter.is_none() || r.manifest.artifact_type.as_deref() == filter)
         .map(|r| {
             let mut descriptor = serde_json::json!({
                 "mediaType": r.manifest.media_type,
@@ -35,16 +76,5 @@ pub async fn list(
             }
             descriptor
         })
-        .collect();
-    let mut response = HttpResponse::Ok();
-    response.content_type(OCI_INDEX);
-    if filter.is_some() {
-        response.insert_header(("OCI-Filters-Applied", "artifactType"));
-    }
-    let body = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": manifests,
-    });
-    Ok(response.body(body.to_string()))
+        .collect())
 }

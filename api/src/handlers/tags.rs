@@ -15,7 +15,7 @@ pub async fn list(state: &AppState, req: &HttpRequest, name: &RepoName) -> ApiRe
     let upstream = match state.cache.as_deref() {
         Some(cache) => match cache.covering(name.as_str()) {
             Some(covered) => {
-                crate::cache::tags::listed_upstream(
+                crate::cache::listings::tags_upstream(
                     cache,
                     &covered,
                     name,
