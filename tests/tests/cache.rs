@@ -847,6 +847,22 @@ async fn distributions_registry_serves_as_an_upstream_with_and_without_a_login()
         serde_json::json!(["later", "v1"]),
         "distribution's list, through its login"
     );
+    // distribution 2.8 has no referrers API: the cache's own (none) stand in.
+    let subject = sha256(&image_manifest(&config, &[&layer]));
+    let response = client
+        .get(&format!("/v2/private/lib/app/referrers/{subject}"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let index: serde_json::Value = serde_json::from_slice(&bytes(response).await).unwrap();
+    assert_eq!(index["manifests"], serde_json::json!([]));
+    assert_eq!(
+        counter(
+            &node,
+            "registry_cache_lookups_total",
+            &[r#"kind="referrers""#, r#"result="not_found""#]
+        ),
+        1
+    );
 
     // skopeo, a real client, copies the cached image out unchanged.
     let out = tempfile::tempdir().unwrap();
