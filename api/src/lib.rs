@@ -262,8 +262,8 @@ async fn handle(
             "the registry is read-only: pushes and deletes are refused, pulls work",
         ));
     }
-    if let (Some(cache), Some(name)) = (&state.cache, route.pushed_repository()) {
-        if let Some(covered) = cache.covering(name.as_str()) {
+    if let Some(name) = route.pushed_repository() {
+        if let Some((_, covered)) = state.covering(name.as_str()) {
             return Err(cache::push_refused(name.as_str(), &covered));
         }
     }

@@ -48,6 +48,15 @@ impl AppState {
     pub fn blobs(&self) -> &Arc<dyn BlobStore> {
         self.staging.store()
     }
+
+    /// The pull-through cache and the upstream covering `repo`, if one does.
+    pub fn covering(
+        &self,
+        repo: &str,
+    ) -> Option<(&crate::cache::PullThroughCache, crate::cache::Covered)> {
+        let cache = self.cache.as_deref()?;
+        cache.covering(repo).map(|covered| (cache, covered))
+    }
 }
 
 /// Milliseconds since the Unix epoch, stamped into commands by their proposer.

@@ -145,27 +145,16 @@ pub async fn run(
         })
     };
     let clients = sizes.clients;
-    let (direct, elapsed) = pulls(bench.url.clone(), "pull from the upstream").await;
-    figures.push(direct.figure(
-        &format!("direct pull ({clients} clients)"),
-        "MB/s",
-        image_mb,
-        elapsed,
-    ));
-    let (cold, elapsed) = pulls(cache.clone(), "cold pull through the cache").await;
-    figures.push(cold.figure(
-        &format!("cold pull through the cache ({clients} clients)"),
-        "MB/s",
-        image_mb,
-        elapsed,
-    ));
-    let (warm, elapsed) = pulls(cache.clone(), "warm pull through the cache").await;
-    figures.push(warm.figure(
-        &format!("warm pull through the cache ({clients} clients)"),
-        "MB/s",
-        image_mb,
-        elapsed,
-    ));
+    let passes = [
+        (bench.url.clone(), "direct pull"),
+        (cache.clone(), "cold pull through the cache"),
+        (cache.clone(), "warm pull through the cache"),
+    ];
+    for (target, what) in passes {
+        let (samples, elapsed) = pulls(target, what).await;
+        let workload = format!("{what} ({clients} clients)");
+        figures.push(samples.figure(&workload, "MB/s", image_mb, elapsed));
+    }
 
     let together = sizes.same_image_clients;
     let (http, last) = (bench.http.clone(), Arc::new(repo(sizes.images)));

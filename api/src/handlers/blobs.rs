@@ -23,11 +23,8 @@ pub async fn get(
     if let Some(blob) = servable(state, name, digest).await? {
         return serve(state, req, name, digest, blob, head).await;
     }
-    if let Some(cache) = &state.cache {
-        if let Some(covered) = cache.covering(name.as_str()) {
-            return crate::cache::blobs::fetch(state, req, cache, &covered, name, digest, head)
-                .await;
-        }
+    if let Some((cache, covered)) = state.covering(name.as_str()) {
+        return crate::cache::blobs::fetch(state, req, cache, &covered, name, digest, head).await;
     }
     Err(unknown(name, digest))
 }

@@ -156,10 +156,8 @@ pub async fn get(
     reference: &Reference,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    if let Some(cache) = &state.cache {
-        if let Some(covered) = cache.covering(name.as_str()) {
-            crate::cache::manifests::refresh(state, cache, &covered, name, reference).await?;
-        }
+    if let Some((cache, covered)) = state.covering(name.as_str()) {
+        crate::cache::manifests::refresh(state, cache, &covered, name, reference).await?;
     }
     let (view, found) = match reference {
         Reference::Digest(d) => {

@@ -17,20 +17,11 @@ pub async fn list(
     subject: &Digest,
 ) -> ApiResult<HttpResponse> {
     let filter = query(req).get("artifactType").cloned();
-    let upstream = match state.cache.as_deref() {
-        Some(cache) => match cache.covering(name.as_str()) {
-            Some(covered) => {
-                crate::cache::listings::referrers_upstream(
-                    cache,
-                    &covered,
-                    name,
-                    subject,
-                    filter.as_deref(),
-                )
-                .await
-            }
-            None => None,
-        },
+    let upstream = match state.covering(name.as_str()) {
+        Some((cache, covered)) => {
+            let filter = filter.as_deref();
+            crate::cache::listings::referrers_upstream(cache, &covered, name, subject, filter).await
+        }
         None => None,
     };
     let manifests = match upstream {

@@ -12,20 +12,11 @@ pub async fn list(state: &AppState, req: &HttpRequest, name: &RepoName) -> ApiRe
     let limit = page.n.unwrap_or(usize::MAX);
     // One more than asked for says whether there is a next page.
     let ask = page.n.map(|n| n.saturating_add(1));
-    let upstream = match state.cache.as_deref() {
-        Some(cache) => match cache.covering(name.as_str()) {
-            Some(covered) => {
-                crate::cache::listings::tags_upstream(
-                    cache,
-                    &covered,
-                    name,
-                    ask,
-                    page.last.as_deref(),
-                )
-                .await
-            }
-            None => None,
-        },
+    let upstream = match state.covering(name.as_str()) {
+        Some((cache, covered)) => {
+            let last = page.last.as_deref();
+            crate::cache::listings::tags_upstream(cache, &covered, name, ask, last).await
+        }
         None => None,
     };
     let mut tags = match upstream {
