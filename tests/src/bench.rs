@@ -613,6 +613,12 @@ fn image(seed: u64) -> (Vec<Bytes>, String) {
         Bytes::from(pseudo_random(seed * 2 + 1, 4096)),
         Bytes::from(pseudo_random(seed * 2 + 2, 4096)),
     ];
+    image_of(config, &layers)
+}
+
+/// An image of `config` and `layers`: its blobs, config first, and its
+/// manifest.
+pub(crate) fn image_of(config: Bytes, layers: &[Bytes]) -> (Vec<Bytes>, String) {
     let descriptor = |media: &str, b: &Bytes| serde_json::json!({"mediaType": media, "digest": sha256(b), "size": b.len()});
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -621,13 +627,23 @@ fn image(seed: u64) -> (Vec<Bytes>, String) {
         "layers": layers.iter().map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l)).collect::<Vec<_>>(),
     });
     let mut blobs = vec![config];
-    blobs.extend(layers);
+    blobs.extend_from_slice(layers);
     (blobs, manifest.to_string())
 }
 
 /// Pushes config, two layers and a manifest tagged `tag`; true on success.
 async fn push_image(http: &reqwest::Client, url: &str, repo: &str, tag: &str, seed: u64) -> bool {
-    let (blobs, manifest) = image(seed);
+    push_blobs_and_manifest(http, url, repo, tag, image(seed)).await
+}
+
+/// Pushes an image's blobs, then its manifest tagged `tag`; true on success.
+pub(crate) async fn push_blobs_and_manifest(
+    http: &reqwest::Client,
+    url: &str,
+    repo: &str,
+    tag: &str,
+    (blobs, manifest): (Vec<Bytes>, String),
+) -> bool {
     for blob in blobs {
         if !Bench::push_blob(http, url, repo, blob).await {
             return false;

@@ -5,7 +5,9 @@
 //! upstream (ours and distribution's `proxy`), the reports compare in a
 //! table like any other.
 
-use crate::bench::{fresh_namespace, pseudo_random, sha256, Bench, Report, OCI_MANIFEST};
+use crate::bench::{
+    fresh_namespace, image_of, pseudo_random, push_blobs_and_manifest, Bench, Report, OCI_MANIFEST,
+};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -41,32 +43,13 @@ impl CacheSizes {
 }
 
 /// The config and layer of image `seed`, and its manifest.
-fn image(seed: u64, layer: usize) -> (Vec<Bytes>, Bytes) {
+fn image(seed: u64, layer: usize) -> (Vec<Bytes>, String) {
     let config = Bytes::from(format!("{{\"os\":\"linux\",\"cache-bench\":{seed}}}"));
-    let layer = Bytes::from(pseudo_random(7_000 + seed, layer));
-    let descriptor = |media: &str, b: &Bytes| serde_json::json!({"mediaType": media, "digest": sha256(b), "size": b.len()});
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
-        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", &layer)],
-    });
-    (vec![config, layer], Bytes::from(manifest.to_string()))
+    image_of(config, &[Bytes::from(pseudo_random(7_000 + seed, layer))])
 }
 
 async fn push(http: &reqwest::Client, url: &str, repo: &str, seed: u64, layer: usize) -> bool {
-    let (blobs, manifest) = image(seed, layer);
-    for blob in blobs {
-        if !Bench::push_blob(http, url, repo, blob).await {
-            return false;
-        }
-    }
-    http.put(format!("{url}/v2/{repo}/manifests/v1"))
-        .header("Content-Type", OCI_MANIFEST)
-        .body(manifest)
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
+    push_blobs_and_manifest(http, url, repo, "v1", image(seed, layer)).await
 }
 
 /// Pulls `repo:v1` as a client does (manifest by tag, then its blobs) and
@@ -192,11 +175,12 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::sha256;
 
     #[test]
     fn an_image_names_its_blobs_by_digest() {
         let (blobs, manifest) = image(3, 1000);
-        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
         assert_eq!(manifest["config"]["digest"], sha256(&blobs[0]));
         assert_eq!(manifest["layers"][0]["digest"], sha256(&blobs[1]));
         assert_eq!(manifest["layers"][0]["size"], 1000);

@@ -15,25 +15,14 @@ pub async fn tags_upstream(
     n: Option<usize>,
     last: Option<&str>,
 ) -> Option<Vec<String>> {
-    let upstream = covered.upstream.url();
-    match covered.upstream.tags(&covered.remote_repo, n, last).await {
-        Ok(mut tags) => {
-            cache.metrics.lookup(upstream, "tags", "fetched");
-            // The spec's lexical order, which distribution 2.8 does not keep.
-            tags.sort_unstable();
-            Some(tags)
-        }
-        Err(e @ UpstreamError::NotFound(_)) => {
-            cache.metrics.lookup(upstream, "tags", e.label());
-            None
-        }
-        Err(e) => {
-            tracing::warn!(repository = %name, upstream, error = %e,
-                "listing the cached tags: the upstream cannot list them");
-            cache.metrics.lookup(upstream, "tags", "stale");
-            None
-        }
-    }
+    let asked = match covered.upstream.tags(&covered.remote_repo, n, last).await {
+        Err(UpstreamError::NotFound(_)) => Ok(None),
+        other => other.map(Some),
+    };
+    let mut tags = counted(cache, covered, name, "tags", asked)?;
+    // The spec's lexical order, which distribution 2.8 does not keep.
+    tags.sort_unstable();
+    Some(tags)
 }
 
 /// The descriptors of the manifests whose subject is `subject` in `name`,
@@ -47,25 +36,33 @@ pub async fn referrers_upstream(
     subject: &Digest,
     artifact_type: Option<&str>,
 ) -> Option<Vec<serde_json::Value>> {
-    let upstream = covered.upstream.url();
     let asked = covered
         .upstream
         .referrers(&covered.remote_repo, subject, artifact_type)
         .await;
-    match asked {
-        Ok(Some(descriptors)) => {
-            cache.metrics.lookup(upstream, "referrers", "fetched");
-            Some(descriptors)
-        }
-        Ok(None) => {
-            cache.metrics.lookup(upstream, "referrers", "not_found");
-            None
-        }
+    counted(cache, covered, name, "referrers", asked)
+}
+
+/// Counts what the upstream answered for a listing of `kind`, logging a
+/// failure; the listing, or `None` when it had none (`not_found`) or failed
+/// (`stale`: the cache's own is served).
+fn counted<T>(
+    cache: &PullThroughCache,
+    covered: &Covered,
+    name: &RepoName,
+    kind: &str,
+    asked: Result<Option<T>, UpstreamError>,
+) -> Option<T> {
+    let upstream = covered.upstream.url();
+    let result = match &asked {
+        Ok(Some(_)) => "fetched",
+        Ok(None) => "not_found",
         Err(e) => {
-            tracing::warn!(repository = %name, %subject, upstream, error = %e,
-                "listing the cached referrers: the upstream cannot list them");
-            cache.metrics.lookup(upstream, "referrers", "stale");
-            None
+            tracing::warn!(repository = %name, upstream, kind, error = %e,
+                "listing what the cache holds: the upstream cannot list it");
+            "stale"
         }
-    }
+    };
+    cache.metrics.lookup(upstream, kind, result);
+    asked.ok().flatten()
 }
